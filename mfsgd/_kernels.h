@@ -1,0 +1,182 @@
+/* C inner loops of mfsgd: the SGD block kernel (float and double, compiled for several
+ * instruction sets and dispatched once at import), a seeded permutation RNG and helpers.
+ * The Cython module _sgd.pyx owns the schedule (epochs, sub-epochs, threads); this file owns
+ * what happens to one block of ratings.  Nothing here allocates or touches Python objects.
+ */
+#ifndef MFSGD_KERNELS_H
+#define MFSGD_KERNELS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+
+enum { MF_BIASED = 1, MF_ADAGRAD = 2, MF_NONNEG = 4 };
+
+typedef struct {
+    double mu, lr, reg, bias_reg;
+    int flags;
+} mf_params;
+
+/* ---- random numbers: splitmix64, and Fisher-Yates driven by it ---------------------------- */
+
+static inline uint64_t mf_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* An independent stream for a (seed, stream) pair, e.g. one per block of an epoch. */
+static inline uint64_t mf_stream_seed(uint64_t seed, uint64_t stream)
+{
+    uint64_t s = seed ^ ((stream + 1) * 0xD1B54A32D192ED03ULL);
+    return mf_splitmix64(&s);
+}
+
+/* Uniform integer in [0, n) by Lemire's multiply-shift (bias below 2^-32 for n < 2^32). */
+static inline uint64_t mf_below(uint64_t *state, uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)mf_splitmix64(state) * n) >> 64);
+}
+
+/* out = a permutation of 0..n-1: identity, then Fisher-Yates from the top. */
+static inline void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (int32_t)i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)mf_below(&s, (uint64_t)(i + 1));
+        int32_t t = out[i]; out[i] = out[j]; out[j] = t;
+    }
+}
+
+/* Shuffle a run of (item, rating) pairs in place, same Fisher-Yates as mf_permutation. */
+static inline void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)mf_below(&s, (uint64_t)(i + 1));
+        int32_t ti = items[i]; items[i] = items[j]; items[j] = ti;
+        float tr = ratings[i]; ratings[i] = ratings[j]; ratings[j] = tr;
+    }
+}
+
+/* ---- the block kernel, instantiated per type and instruction set -------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MFSGD_NO_DISPATCH)
+#define MF_DISPATCH 1
+#define MF_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,prefer-vector-width=512")))
+#define MF_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define MF_DISPATCH 0
+#endif
+
+#define MF_TARGET
+#define MF_REAL float
+#define MF_NAME(x) x##_f32_base
+#include "_kernels_impl.h"
+#undef MF_REAL
+#undef MF_NAME
+#define MF_REAL double
+#define MF_NAME(x) x##_f64_base
+#include "_kernels_impl.h"
+#undef MF_REAL
+#undef MF_NAME
+#undef MF_TARGET
+
+#if MF_DISPATCH
+#define MF_TARGET MF_TARGET_AVX2
+#define MF_REAL float
+#define MF_NAME(x) x##_f32_avx2
+#include "_kernels_impl.h"
+#undef MF_REAL
+#undef MF_NAME
+#define MF_REAL double
+#define MF_NAME(x) x##_f64_avx2
+#include "_kernels_impl.h"
+#undef MF_REAL
+#undef MF_NAME
+#undef MF_TARGET
+
+#define MF_TARGET MF_TARGET_AVX512
+#define MF_REAL float
+#define MF_NAME(x) x##_f32_avx512
+#include "_kernels_impl.h"
+#undef MF_REAL
+#undef MF_NAME
+#define MF_REAL double
+#define MF_NAME(x) x##_f64_avx512
+#include "_kernels_impl.h"
+#undef MF_REAL
+#undef MF_NAME
+#undef MF_TARGET
+#endif
+
+typedef double (*mf_block_f32_fn)(float *, float *, float *, float *, float *, float *,
+                                  const int32_t *, const int64_t *, const int32_t *, int64_t,
+                                  const int32_t *, const float *, int, const mf_params *);
+typedef double (*mf_block_f64_fn)(double *, double *, double *, double *, double *, double *,
+                                  const int32_t *, const int64_t *, const int32_t *, int64_t,
+                                  const int32_t *, const float *, int, const mf_params *);
+
+static mf_block_f32_fn mf_sgd_block_f32 = mf_sgd_block_f32_base;
+static mf_block_f64_fn mf_sgd_block_f64 = mf_sgd_block_f64_base;
+static const char *mf_isa = "baseline";
+
+/* Which instruction sets this build and this CPU can run, best first: 2 avx512, 1 avx2, 0 base. */
+static inline int mf_best_isa(void)
+{
+#if MF_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 1;
+#endif
+    return 0;
+}
+
+/* Select the kernels for `wanted` ("auto", "avx512", "avx2" or "baseline").  Returns the name
+ * selected, or NULL when that instruction set is not available here. */
+static inline const char *mf_select_isa(const char *wanted)
+{
+    int best = mf_best_isa(), level;
+    if (strcmp(wanted, "auto") == 0) level = best;
+    else if (strcmp(wanted, "avx512") == 0) level = 2;
+    else if (strcmp(wanted, "avx2") == 0) level = 1;
+    else if (strcmp(wanted, "baseline") == 0) level = 0;
+    else return NULL;
+    if (level > best) return NULL;
+#if MF_DISPATCH
+    if (level == 2) {
+        mf_sgd_block_f32 = mf_sgd_block_f32_avx512;
+        mf_sgd_block_f64 = mf_sgd_block_f64_avx512;
+        return mf_isa = "avx512";
+    }
+    if (level == 1) {
+        mf_sgd_block_f32 = mf_sgd_block_f32_avx2;
+        mf_sgd_block_f64 = mf_sgd_block_f64_avx2;
+        return mf_isa = "avx2";
+    }
+#endif
+    mf_sgd_block_f32 = mf_sgd_block_f32_base;
+    mf_sgd_block_f64 = mf_sgd_block_f64_base;
+    return mf_isa = "baseline";
+}
+
+static inline const char *mf_current_isa(void) { return mf_isa; }
+
+#ifdef _OPENMP
+static const int mf_have_openmp = 1;
+#else
+static const int mf_have_openmp = 0;
+#endif
+
+/* Dot products for prediction (not on the training hot path, baseline ISA is enough). */
+static inline float mf_dot_f32(const float *a, const float *b, int k) { return mf_dot_f32_base(a, b, k); }
+static inline double mf_dot_f64(const double *a, const double *b, int k) { return mf_dot_f64_base(a, b, k); }
+
+#endif

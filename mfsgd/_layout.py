@@ -1,0 +1,93 @@
+"""Prepare ratings for the kernel: balanced row/column blocks, the blocked layout, schedules."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _sgd
+
+L2_TARGET_BYTES = 1 << 20
+MAX_AUTO_BLOCKS = 16
+MIN_AUTO_BLOCKS = 4
+
+
+def auto_n_blocks(n_users, n_items, n_factors, itemsize):
+    """Number of row/column blocks when ``n_blocks="auto"``.
+
+    Enough blocks that one column block's item factors fit in about 1 MiB of L2 cache, at least
+    4 (so that two threads stay busy), at most 16 (runs get short past that), and never more
+    than there are users or items.  It depends on the data and k only, never on the thread
+    count, so results do not change with the number of threads.
+    """
+    by_cache = -(-n_items * n_factors * itemsize // L2_TARGET_BYTES)
+    n_blocks = min(max(MIN_AUTO_BLOCKS, by_cache), MAX_AUTO_BLOCKS)
+    return max(1, min(n_blocks, n_users, n_items))
+
+
+def balanced_blocks(n, n_blocks, rng):
+    """Assign ``n`` ids to ``n_blocks`` blocks of near-equal size after a seeded shuffle."""
+    blocks = np.empty(n, dtype=np.int32)
+    blocks[rng.permutation(n)] = (np.arange(n, dtype=np.int64) * n_blocks // max(n, 1)).astype(np.int32)
+    return blocks
+
+
+@dataclass
+class Layout:
+    """Ratings laid out block by block for :func:`mfsgd._sgd.sgd_epoch`."""
+
+    n_blocks: int
+    block_ptr: np.ndarray
+    run_user: np.ndarray
+    run_ptr: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    order: np.ndarray
+    block_sse: np.ndarray
+
+    @property
+    def nbytes(self):
+        """Memory held by the layout arrays."""
+        return sum(a.nbytes for a in (self.block_ptr, self.run_user, self.run_ptr, self.items,
+                                      self.ratings, self.order, self.block_sse))
+
+
+def build_layout(ratings, n_blocks, rng):
+    """Lay `ratings` (user-major CSR) out in ``n_blocks`` x ``n_blocks`` blocks of runs.
+
+    Row and column blocks come from seeded balanced assignments; ratings within each run are
+    shuffled once with a seed drawn from `rng`.
+    """
+    row_block = balanced_blocks(ratings.n_users, n_blocks, rng)
+    col_block = balanced_blocks(ratings.n_items, n_blocks, rng)
+    seed = int(rng.integers(0, 2**63))
+    indptr = np.ascontiguousarray(ratings.indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(ratings.indices, dtype=np.int32)
+    data = np.ascontiguousarray(ratings.data, dtype=np.float32)
+    ratings_per_block, runs_per_block = _sgd.count_layout(indptr, indices, row_block, col_block,
+                                                          n_blocks)
+    block_ptr = np.zeros(n_blocks * n_blocks + 1, dtype=np.int64)
+    np.cumsum(runs_per_block, out=block_ptr[1:])
+    rating_start = np.zeros(n_blocks * n_blocks, dtype=np.int64)
+    np.cumsum(ratings_per_block[:-1], out=rating_start[1:])
+    n_runs = int(block_ptr[-1])
+    run_user = np.empty(n_runs, dtype=np.int32)
+    run_ptr = np.empty(n_runs + 1, dtype=np.int64)
+    items = np.empty(len(data), dtype=np.int32)
+    values = np.empty(len(data), dtype=np.float32)
+    _sgd.fill_layout(indptr, indices, data, row_block, col_block, n_blocks, block_ptr[:-1],
+                     rating_start, run_user, run_ptr, items, values, seed)
+    return Layout(n_blocks, block_ptr, run_user, run_ptr, items, values,
+                  np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks))
+
+
+def epoch_schedule(n_blocks, rng):
+    """Blocks of each sub-epoch: row ``s`` lists blocks (r, c) with c = pi[(r + shift[s]) % B].
+
+    Over the B sub-epochs every block runs once; within one sub-epoch no two blocks share a
+    row block or a column block.  The shift order and the column permutation pi are drawn
+    from `rng` every epoch.
+    """
+    shift = rng.permutation(n_blocks)
+    col_perm = rng.permutation(n_blocks)
+    rows = np.arange(n_blocks)
+    cols = col_perm[(rows[None, :] + shift[:, None]) % n_blocks]
+    return np.ascontiguousarray(rows[None, :] * n_blocks + cols, dtype=np.int32)

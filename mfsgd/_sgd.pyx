@@ -1,0 +1,278 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Typed nogil kernels: the blocked SGD epoch, the rating layout it runs over, batch prediction.
+
+Layout.  Users are split into B row blocks and items into B column blocks (seeded balanced
+assignment, chosen by the caller).  Block (rb, cb) holds the ratings of users in rb on items in
+cb, as *runs*: one run per user with ratings in the block, its ratings contiguous.  All blocks
+are concatenated, so the layout is one copy of the ratings plus 12 bytes per run.
+
+Visiting order of one epoch.  The epoch is B sub-epochs; the caller's `schedule[s]` lists the B
+blocks of sub-epoch s, which share no row block and no column block.  Within a block, runs
+(users) are visited in the order of a Fisher-Yates permutation drawn from
+splitmix64(stream_seed(epoch_seed, block)); within a run, ratings in stored order (shuffled
+once by `build_layout`).  Blocks of one sub-epoch touch disjoint factor rows, so they run on
+any number of threads with bit-identical results; per-block error sums are added in block
+order for the same reason.
+"""
+import numpy as np
+
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t, uint64_t
+
+cdef extern from "_kernels.h" nogil:
+    ctypedef struct mf_params:
+        double mu, lr, reg, bias_reg
+        int flags
+    int MF_BIASED, MF_ADAGRAD, MF_NONNEG
+    const int mf_have_openmp
+    uint64_t mf_stream_seed(uint64_t seed, uint64_t stream)
+    void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
+    void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, uint64_t seed)
+    double mf_sgd_block_f32(float *P, float *Q, float *bu, float *bi, float *gp, float *gq,
+                            const int32_t *run_user, const int64_t *run_ptr,
+                            const int32_t *order, int64_t n_runs,
+                            const int32_t *items, const float *ratings, int k,
+                            const mf_params *prm)
+    double mf_sgd_block_f64(double *P, double *Q, double *bu, double *bi, double *gp, double *gq,
+                            const int32_t *run_user, const int64_t *run_ptr,
+                            const int32_t *order, int64_t n_runs,
+                            const int32_t *items, const float *ratings, int k,
+                            const mf_params *prm)
+    float mf_dot_f32(const float *a, const float *b, int k)
+    double mf_dot_f64(const double *a, const double *b, int k)
+    const char *mf_select_isa(const char *wanted)
+    const char *mf_current_isa()
+
+FLAG_BIASED = MF_BIASED
+FLAG_ADAGRAD = MF_ADAGRAD
+FLAG_NONNEG = MF_NONNEG
+HAVE_OPENMP = bool(mf_have_openmp)
+
+
+def select_isa(str wanted="auto"):
+    """Select the instruction set of the SGD kernel.
+
+    Parameters
+    ----------
+    wanted : {"auto", "avx512", "avx2", "baseline"}
+        "auto" picks the best one this CPU and build support.
+
+    Returns
+    -------
+    str
+        The instruction set now in use.
+    """
+    cdef bytes name = wanted.encode()
+    cdef const char *got = mf_select_isa(name)
+    if got == NULL:
+        raise ValueError(f"instruction set {wanted!r} is not available on this CPU or build")
+    return got.decode()
+
+
+def current_isa():
+    """Return the name of the instruction set the SGD kernel runs with."""
+    return mf_current_isa().decode()
+
+
+def stream_seed(uint64_t seed, uint64_t stream):
+    """Return the seed of random stream `stream` derived from `seed` (as the kernel does)."""
+    return mf_stream_seed(seed, stream)
+
+
+def permutation(uint64_t seed, int64_t n):
+    """Return the Fisher-Yates permutation of ``range(n)`` the kernel draws from `seed`."""
+    out = np.empty(n, dtype=np.int32)
+    cdef int32_t[::1] view = out
+    if n > 0:
+        mf_permutation(&view[0], n, seed)
+    return out
+
+
+def count_layout(const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const int32_t[::1] row_block, const int32_t[::1] col_block, int n_blocks):
+    """Count ratings and runs per block of the blocked layout.
+
+    Returns
+    -------
+    ratings_per_block, runs_per_block : ndarray of int64, shape (n_blocks ** 2,)
+    """
+    cdef int64_t n_users = indptr.shape[0] - 1, u, j, blk, cb
+    ratings_per_block = np.zeros(n_blocks * n_blocks, dtype=np.int64)
+    runs_per_block = np.zeros(n_blocks * n_blocks, dtype=np.int64)
+    seen = np.full(n_blocks, -1, dtype=np.int64)
+    cdef int64_t[::1] n_ratings = ratings_per_block, n_runs = runs_per_block, last_user = seen
+    with nogil:
+        for u in range(n_users):
+            for j in range(indptr[u], indptr[u + 1]):
+                cb = col_block[indices[j]]
+                blk = row_block[u] * n_blocks + cb
+                n_ratings[blk] += 1
+                if last_user[cb] != u:
+                    last_user[cb] = u
+                    n_runs[blk] += 1
+    return ratings_per_block, runs_per_block
+
+
+def fill_layout(const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] data,
+                const int32_t[::1] row_block, const int32_t[::1] col_block, int n_blocks,
+                const int64_t[::1] block_run_start, const int64_t[::1] block_rating_start,
+                int32_t[::1] run_user, int64_t[::1] run_ptr, int32_t[::1] items,
+                float[::1] ratings, uint64_t seed):
+    """Write the blocked layout into preallocated arrays and shuffle each run once.
+
+    ``block_run_start`` / ``block_rating_start`` are the exclusive prefix sums of the counts
+    from :func:`count_layout`; ``run_ptr`` has one more entry than ``run_user``.
+    """
+    cdef int64_t n_users = indptr.shape[0] - 1, n_total_runs = run_user.shape[0]
+    cdef int64_t u, j, blk, cb, run, pos
+    run_cursor_arr = np.array(block_run_start, dtype=np.int64)
+    rating_cursor_arr = np.array(block_rating_start, dtype=np.int64)
+    count_arr = np.zeros(n_blocks, dtype=np.int64)
+    write_arr = np.zeros(n_blocks, dtype=np.int64)
+    cdef int64_t[::1] run_cursor = run_cursor_arr, rating_cursor = rating_cursor_arr
+    cdef int64_t[::1] count = count_arr, write_at = write_arr
+    with nogil:
+        for u in range(n_users):
+            for j in range(indptr[u], indptr[u + 1]):
+                count[col_block[indices[j]]] += 1
+            for j in range(indptr[u], indptr[u + 1]):
+                cb = col_block[indices[j]]
+                if count[cb] > 0:
+                    blk = row_block[u] * n_blocks + cb
+                    run = run_cursor[blk]
+                    run_cursor[blk] += 1
+                    run_user[run] = <int32_t>u
+                    run_ptr[run] = rating_cursor[blk]
+                    write_at[cb] = rating_cursor[blk]
+                    rating_cursor[blk] += count[cb]
+                    count[cb] = 0
+            for j in range(indptr[u], indptr[u + 1]):
+                cb = col_block[indices[j]]
+                pos = write_at[cb]
+                write_at[cb] += 1
+                items[pos] = indices[j]
+                ratings[pos] = data[j]
+        run_ptr[n_total_runs] = items.shape[0]
+        for run in range(n_total_runs):
+            mf_shuffle_pairs(&items[run_ptr[run]], &ratings[run_ptr[run]],
+                             run_ptr[run + 1] - run_ptr[run], mf_stream_seed(seed, run))
+
+
+cdef inline floating *_ptr_or_null(floating[::1] arr) noexcept nogil:
+    return &arr[0] if arr.shape[0] > 0 else NULL
+
+
+def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
+              floating[::1] item_bias, floating[::1] user_grad_sq, floating[::1] item_grad_sq,
+              const int64_t[::1] block_ptr, const int32_t[::1] run_user,
+              const int64_t[::1] run_ptr, const int32_t[::1] items, const float[::1] ratings,
+              const int32_t[:, ::1] schedule, int32_t[::1] order, double[::1] block_sse,
+              double mu, double lr, double reg, double bias_reg, int flags, uint64_t seed,
+              int n_threads):
+    """Run one SGD epoch over the blocked layout, in place on the factors and biases.
+
+    Parameters
+    ----------
+    P, Q : ndarray, shape (n_users, k) and (n_items, k), C-contiguous, same float dtype
+    user_bias, item_bias : ndarray, shape (n_users,) and (n_items,)
+    user_grad_sq, item_grad_sq : ndarray
+        Adagrad accumulators (one per factor row), or empty arrays without adagrad.
+    block_ptr, run_user, run_ptr, items, ratings : ndarray
+        The layout from :func:`count_layout` / :func:`fill_layout`.
+    schedule : ndarray of int32, shape (n_sub_epochs, width)
+        Blocks to run in each sub-epoch; blocks of one row share no row or column block.
+    order : ndarray of int32, shape (n_runs,)
+        Scratch space for the visiting order of runs.
+    block_sse : ndarray of float64, shape (n_blocks ** 2,)
+        Scratch space, receives each block's sum of squared errors.
+    mu, lr, reg, bias_reg : float
+        Global mean, learning rate, factor and bias regularization.
+    flags : int
+        Bitwise or of FLAG_BIASED, FLAG_ADAGRAD, FLAG_NONNEG.
+    seed : int
+        Seed of this epoch's visiting order.
+    n_threads : int
+        Threads for the blocks of a sub-epoch (no effect on the result).
+
+    Returns
+    -------
+    float
+        Sum of squared errors seen during the epoch.
+    """
+    cdef mf_params prm
+    prm.mu = mu
+    prm.lr = lr
+    prm.reg = reg
+    prm.bias_reg = bias_reg
+    prm.flags = flags
+    cdef int k = P.shape[1]
+    cdef Py_ssize_t n_sub = schedule.shape[0], width = schedule.shape[1], s, t, b
+    cdef int64_t blk, start, n_runs
+    cdef floating *gp = _ptr_or_null(user_grad_sq)
+    cdef floating *gq = _ptr_or_null(item_grad_sq)
+    cdef double total = 0
+    with nogil:
+        for s in range(n_sub):
+            for t in prange(width, num_threads=n_threads, schedule="dynamic", chunksize=1):
+                blk = schedule[s, t]
+                start = block_ptr[blk]
+                n_runs = block_ptr[blk + 1] - start
+                block_sse[blk] = 0
+                if n_runs == 0:
+                    continue
+                mf_permutation(&order[start], n_runs, mf_stream_seed(seed, blk))
+                if floating is float:
+                    block_sse[blk] = mf_sgd_block_f32(
+                        &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,
+                        &run_user[start], &run_ptr[start], &order[start], n_runs,
+                        &items[0], &ratings[0], k, &prm)
+                else:
+                    block_sse[blk] = mf_sgd_block_f64(
+                        &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,
+                        &run_user[start], &run_ptr[start], &order[start], n_runs,
+                        &items[0], &ratings[0], k, &prm)
+        for b in range(block_sse.shape[0]):
+            total += block_sse[b]
+    return total
+
+
+def predict(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
+            floating[::1] item_bias, double mu, const int64_t[::1] users,
+            const int64_t[::1] items, double[::1] out, int n_threads=1):
+    """Predict ratings for index pairs into `out`; index -1 means unknown (no factors, no bias).
+
+    Parameters
+    ----------
+    P, Q, user_bias, item_bias : ndarray
+        Fitted factors and biases (pass zero biases for an unbiased model).
+    mu : float
+        Global mean (0 for an unbiased model).
+    users, items : ndarray of int64
+        Row indices into P / Q, or -1.
+    out : ndarray of float64
+        Receives the predictions (unclipped).
+    """
+    cdef Py_ssize_t n = users.shape[0], j
+    cdef int k = P.shape[1]
+    cdef int64_t u, i
+    cdef double value
+    with nogil:
+        for j in prange(n, num_threads=n_threads, schedule="static"):
+            u = users[j]
+            i = items[j]
+            value = mu
+            if u >= 0:
+                value = value + user_bias[u]
+            if i >= 0:
+                value = value + item_bias[i]
+            if u >= 0 and i >= 0:
+                if floating is float:
+                    value = value + mf_dot_f32(&P[u, 0], &Q[i, 0], k)
+                else:
+                    value = value + mf_dot_f64(&P[u, 0], &Q[i, 0], k)
+            out[j] = value
+
+
+select_isa("auto")

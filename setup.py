@@ -1,0 +1,74 @@
+"""Build the mfsgd extension: cythonize mfsgd/_sgd.pyx with OpenMP when the compiler has it.
+
+Set MFSGD_NO_OPENMP=1 to build without OpenMP (single-threaded training).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+COMPILER_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+}
+
+
+def compiler_has_openmp(compiler):
+    """Return True when `compiler` compiles and links a program with -fopenmp."""
+    if os.environ.get("MFSGD_NO_OPENMP"):
+        return False
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "check.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 0; }\n")
+        cmd = [compiler, "-fopenmp", src, "-o", os.path.join(tmp, "check")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    """build_ext that adds OpenMP flags when the compiler supports them."""
+
+    def build_extensions(self):
+        compiler = self.compiler.compiler[0] if hasattr(self.compiler, "compiler") else "cc"
+        openmp = sys.platform != "win32" and compiler_has_openmp(compiler)
+        for ext in self.extensions:
+            if openmp:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
+            else:
+                ext.extra_compile_args.append("-fopenmp-simd")
+        if not openmp:
+            print("mfsgd: building without OpenMP; training will use one thread", file=sys.stderr)
+        super().build_extensions()
+
+
+extensions = [
+    Extension(
+        "mfsgd._sgd",
+        sources=["mfsgd/_sgd.pyx"],
+        depends=["mfsgd/_kernels.h", "mfsgd/_kernels_impl.h"],
+        include_dirs=[np.get_include(), "mfsgd"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math"],
+        extra_link_args=[],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=COMPILER_DIRECTIVES),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,193 @@
+"""The C kernel against a pure-NumPy implementation of the same update rules and order."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mfsgd import _sgd
+from mfsgd._csr import IndexedRatings
+from mfsgd._layout import build_layout, epoch_schedule
+
+MASK = (1 << 64) - 1
+
+
+def splitmix64(state):
+    state = (state + 0x9E3779B97F4A7C15) & MASK
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return state, z ^ (z >> 31)
+
+
+def py_stream_seed(seed, stream):
+    state = seed ^ (((stream + 1) * 0xD1B54A32D192ED03) & MASK)
+    return splitmix64(state)[1]
+
+
+def py_permutation(seed, n):
+    out, state = list(range(n)), seed
+    for i in range(n - 1, 0, -1):
+        state, x = splitmix64(state)
+        j = (x * (i + 1)) >> 64
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    values = rng.integers(1, 6, size=(n_users, n_items)).astype(np.float32)
+    csr = sp.csr_matrix(np.where(mask, values, 0))
+    csr.sort_indices()
+    return IndexedRatings(csr.indptr.astype(np.int64), csr.indices.astype(np.int32),
+                          csr.data.astype(np.float32), n_users, n_items)
+
+
+def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased):
+    """One epoch in NumPy, visiting ratings in the order the kernel documents."""
+    sse = 0.0
+    for blocks in schedule:
+        for blk in blocks:
+            start, stop = layout.block_ptr[blk], layout.block_ptr[blk + 1]
+            for local in py_permutation(py_stream_seed(seed, int(blk)), int(stop - start)):
+                run = start + local
+                u = layout.run_user[run]
+                for j in range(layout.run_ptr[run], layout.run_ptr[run + 1]):
+                    i = layout.items[j]
+                    pred = P[u] @ Q[i] + (mu + bu[u] + bi[i] if biased else 0.0)
+                    e = float(layout.ratings[j]) - pred
+                    sse += e * e
+                    p_old, q_old = P[u].copy(), Q[i].copy()
+                    P[u] = p_old + lr * (e * q_old - reg * p_old)
+                    Q[i] = q_old + lr * (e * p_old - reg * q_old)
+                    if biased:
+                        bu[u] += lr * (e - bias_reg * bu[u])
+                        bi[i] += lr * (e - bias_reg * bi[i])
+    return sse
+
+
+def test_rng_matches_python_reimplementation():
+    for seed in (0, 1, 2**63 - 5):
+        assert _sgd.stream_seed(seed, 7) == py_stream_seed(seed, 7)
+        assert _sgd.permutation(seed, 50).tolist() == py_permutation(seed, 50)
+
+
+def test_permutation_is_a_permutation_and_depends_on_seed():
+    a, b = _sgd.permutation(1, 1000), _sgd.permutation(2, 1000)
+    assert sorted(a.tolist()) == list(range(1000))
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_layout_holds_every_rating_once(n_blocks):
+    ratings = random_ratings()
+    layout = build_layout(ratings, n_blocks, np.random.default_rng(0))
+    users, items, values = ratings.to_coo()
+    run_lengths = np.diff(layout.run_ptr)
+    laid_users = np.repeat(layout.run_user, run_lengths)
+    original = sorted(zip(users.tolist(), items.tolist(), values.tolist()))
+    laid = sorted(zip(laid_users.tolist(), layout.items.tolist(), layout.ratings.tolist()))
+    assert laid == original
+    assert layout.block_ptr[-1] == len(layout.run_user)
+
+
+def test_blocks_of_a_sub_epoch_share_no_user_and_no_item():
+    ratings = random_ratings(60, 50, 0.3)
+    layout = build_layout(ratings, 4, np.random.default_rng(1))
+    schedule = epoch_schedule(4, np.random.default_rng(2))
+    assert sorted(schedule.ravel().tolist()) == list(range(16))
+    for blocks in schedule:
+        seen_users, seen_items = set(), set()
+        for blk in blocks:
+            runs = range(layout.block_ptr[blk], layout.block_ptr[blk + 1])
+            users = {int(layout.run_user[r]) for r in runs}
+            items = {int(i) for r in runs
+                     for i in layout.items[layout.run_ptr[r]:layout.run_ptr[r + 1]]}
+            assert not users & seen_users and not items & seen_items
+            seen_users |= users
+            seen_items |= items
+
+
+@pytest.mark.parametrize("biased", [True, False])
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_kernel_matches_numpy_reference(biased, n_blocks):
+    ratings = random_ratings(seed=3)
+    rng = np.random.default_rng(4)
+    k = 5
+    P = rng.normal(0, 0.1, (ratings.n_users, k))
+    Q = rng.normal(0, 0.1, (ratings.n_items, k))
+    bu, bi = np.zeros(ratings.n_users), np.zeros(ratings.n_items)
+    mu = float(ratings.data.mean()) if biased else 0.0
+    layout = build_layout(ratings, n_blocks, rng)
+    ref = [P.copy(), Q.copy(), bu.copy(), bi.copy()]
+    flags = _sgd.FLAG_BIASED if biased else 0
+    empty = np.zeros(0)
+    lr, reg, bias_reg = 0.05, 0.03, 0.01
+    for epoch in range(3):
+        schedule = epoch_schedule(n_blocks, rng)
+        seed = int(rng.integers(0, 2**63))
+        sse = _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
+                             layout.run_ptr, layout.items, layout.ratings, schedule,
+                             layout.order, layout.block_sse, mu, lr, reg, bias_reg, flags,
+                             seed, 2)
+        ref_sse = reference_epoch(*ref, layout, schedule, seed, mu, lr, reg, bias_reg, biased)
+        assert sse == pytest.approx(ref_sse, rel=1e-9)
+    for got, want in zip([P, Q, bu, bi], ref):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.abs(P - ref[0]).max() < 1e-12
+
+
+def test_float32_kernel_tracks_float64():
+    ratings = random_ratings(seed=5)
+    rng = np.random.default_rng(6)
+    P64 = rng.normal(0, 0.1, (ratings.n_users, 8))
+    Q64 = rng.normal(0, 0.1, (ratings.n_items, 8))
+    layout = build_layout(ratings, 2, rng)
+    schedule = epoch_schedule(2, rng)
+    results = []
+    for dtype in (np.float32, np.float64):
+        P, Q = P64.astype(dtype), Q64.astype(dtype)
+        bu, bi = np.zeros(ratings.n_users, dtype), np.zeros(ratings.n_items, dtype)
+        empty = np.zeros(0, dtype)
+        _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
+                       layout.run_ptr, layout.items, layout.ratings, schedule, layout.order,
+                       layout.block_sse, 3.0, 0.05, 0.02, 0.02, _sgd.FLAG_BIASED, 9, 1)
+        results.append(P.astype(np.float64))
+    np.testing.assert_allclose(results[0], results[1], atol=1e-4)
+
+
+def test_every_instruction_set_agrees_with_reference():
+    ratings = random_ratings(seed=7)
+    available = [isa for isa in ("baseline", "avx2", "avx512") if _try_isa(isa)]
+    finals = []
+    try:
+        for isa in available:
+            _sgd.select_isa(isa)
+            rng = np.random.default_rng(8)
+            P = rng.normal(0, 0.1, (ratings.n_users, 19))
+            Q = rng.normal(0, 0.1, (ratings.n_items, 19))
+            layout = build_layout(ratings, 2, rng)
+            schedule = epoch_schedule(2, rng)
+            bu, bi, empty = np.zeros(ratings.n_users), np.zeros(ratings.n_items), np.zeros(0)
+            _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
+                           layout.run_ptr, layout.items, layout.ratings, schedule, layout.order,
+                           layout.block_sse, 3.0, 0.05, 0.02, 0.02, _sgd.FLAG_BIASED, 11, 1)
+            finals.append(P)
+    finally:
+        _sgd.select_isa("auto")
+    for P in finals[1:]:
+        np.testing.assert_allclose(P, finals[0], atol=1e-12)
+
+
+def _try_isa(name):
+    try:
+        _sgd.select_isa(name)
+        return True
+    except ValueError:
+        return False
+    finally:
+        _sgd.select_isa("auto")
+
+
+def test_unknown_instruction_set_is_refused():
+    with pytest.raises(ValueError, match="sse9"):
+        _sgd.select_isa("sse9")
