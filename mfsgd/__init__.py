@@ -1,0 +1,27 @@
+"""mfsgd: matrix-factorization recommenders trained by stochastic gradient descent.
+
+The SGD loop is a typed nogil Cython/C kernel over user-major CSR ratings; this package is a
+thin Python layer around it.
+"""
+from pathlib import Path as _Path
+
+try:
+    from . import _sgd  # noqa: F401
+except ImportError as _error:  # pragma: no cover - depends on how the package was installed
+    _checkout = (_Path(__file__).parent.parent / "setup.py").is_file()
+    raise ImportError(
+        "mfsgd's compiled kernel (mfsgd._sgd) is missing"
+        + (f": Python is importing the source checkout at {_Path(__file__).parent}. Install it "
+           "with `pip install .` and run the tests with `pytest` (not `python -m pytest`, which "
+           "puts the checkout first on sys.path), or build in place with "
+           "`python setup.py build_ext --inplace`" if _checkout else "")
+    ) from _error
+
+from ._base import clone
+from .model import DivergenceError, MatrixFactorization, NotFittedError
+from .synthetic import make_synthetic
+
+__version__ = "0.1.0"
+
+__all__ = ["MatrixFactorization", "DivergenceError", "NotFittedError", "clone",
+           "make_synthetic", "__version__"]

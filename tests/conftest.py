@@ -1,0 +1,39 @@
+"""Shared fixtures: the MovieLens 100K location, and a check that the compiled kernel loads."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mfsgd
+from mfsgd import _sgd  # noqa: F401  (fail loudly here if the extension was not built)
+
+ML100K_CANDIDATES = [
+    os.environ.get("MFSGD_ML100K"),
+    str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ml-100k"),
+]
+
+
+def pytest_report_header(config):
+    return f"mfsgd {mfsgd.__version__} from {Path(mfsgd.__file__).parent}, kernel ISA {_sgd.current_isa()}, OpenMP {_sgd.HAVE_OPENMP}"
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir():
+    """Directory of MovieLens 100K ($MFSGD_ML100K or ../shared/data/ml-100k); skip if absent."""
+    for candidate in ML100K_CANDIDATES:
+        if candidate and (Path(candidate) / "u.data").is_file():
+            return Path(candidate)
+    pytest.skip("MovieLens 100K not found (set MFSGD_ML100K)")
+
+
+def read_ml100k_split(directory, name):
+    """(users, items, ratings) of a MovieLens 100K split file such as u1.base."""
+    table = np.loadtxt(directory / name, dtype=np.int64, usecols=(0, 1, 2))
+    return table[:, 0], table[:, 1], table[:, 2].astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def ml100k_u1(ml100k_dir):
+    """The u1.base / u1.test split as (train, test) index triplets."""
+    return read_ml100k_split(ml100k_dir, "u1.base"), read_ml100k_split(ml100k_dir, "u1.test")

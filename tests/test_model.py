@@ -1,0 +1,208 @@
+"""The estimator: training, accuracy, determinism, prediction and its errors."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import mfsgd
+from mfsgd import DivergenceError, MatrixFactorization, NotFittedError, make_synthetic
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    users, items, ratings = make_synthetic(n_users=1500, n_items=800, n_ratings=90_000,
+                                           rank=6, noise=0.5, random_state=0)
+    cut = 72_000
+    return ((users[:cut], items[:cut], ratings[:cut]), (users[cut:], items[cut:], ratings[cut:]))
+
+
+def small_model(**params):
+    defaults = dict(n_factors=8, n_epochs=5, random_state=0)
+    defaults.update(params)
+    return MatrixFactorization(**defaults)
+
+
+def test_fit_records_history_and_attributes(synthetic):
+    train, test = synthetic
+    model = small_model().fit(train, validation=test)
+    assert len(model.history_) == 5
+    for epoch, record in enumerate(model.history_, 1):
+        assert record["epoch"] == epoch
+        assert set(record) >= {"train_rmse", "valid_rmse", "objective", "seconds", "learning_rate"}
+        assert record["seconds"] >= 0
+    assert model.user_factors_.shape == (int(train[0].max()) + 1, 8)
+    assert model.item_factors_.shape == (int(train[1].max()) + 1, 8)
+    assert model.user_factors_.dtype == np.float32
+    assert model.user_bias_.shape == (model.user_factors_.shape[0],)
+    assert model.global_mean_ == pytest.approx(float(np.mean(train[2], dtype=np.float64)))
+    assert model.history_[-1]["valid_rmse"] == pytest.approx(model.score(test))
+
+
+def test_objective_decreases_at_small_learning_rate(synthetic):
+    model = small_model(n_epochs=15, learning_rate=0.002).fit(synthetic[0])
+    objective = [r["objective"] for r in model.history_]
+    assert all(b < a for a, b in zip(objective, objective[1:]))
+
+
+def test_synthetic_rmse_close_to_noise_floor():
+    users, items, ratings = make_synthetic(n_users=1000, n_items=500, n_ratings=150_000,
+                                           rank=6, noise=0.5, random_state=1)
+    cut = 120_000
+    model = MatrixFactorization(n_factors=8, n_epochs=100, learning_rate=0.005,
+                                regularization=0.02, random_state=0)
+    model.fit((users[:cut], items[:cut], ratings[:cut]))
+    rmse = model.score((users[cut:], items[cut:], ratings[cut:]))
+    assert rmse <= 0.5 * 1.10, rmse
+
+
+def test_movielens_u1_with_defaults(ml100k_u1):
+    train, test = ml100k_u1
+    rmse = MatrixFactorization(random_state=0).fit(train).score(test)
+    assert rmse <= 0.925, rmse
+
+
+def test_same_seed_bit_identical_different_seed_differs(synthetic):
+    train = synthetic[0]
+    a = small_model(random_state=42).fit(train)
+    b = small_model(random_state=42).fit(train)
+    c = small_model(random_state=43).fit(train)
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.user_factors_, c.user_factors_)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 4])
+def test_thread_count_does_not_change_the_model(synthetic, n_blocks):
+    train = synthetic[0]
+    models = [small_model(n_threads=t, n_blocks=n_blocks).fit(train) for t in (1, 2, 8)]
+    for model in models[1:]:
+        assert np.array_equal(model.user_factors_, models[0].user_factors_)
+        assert np.array_equal(model.item_bias_, models[0].item_bias_)
+        assert model.history_[-1]["train_rmse"] == models[0].history_[-1]["train_rmse"]
+
+
+def test_float64_and_unbiased(synthetic):
+    train, test = synthetic
+    model = small_model(dtype=np.float64, biased=False).fit(train)
+    assert model.user_factors_.dtype == np.float64
+    assert model.global_mean_ == 0.0 and not model.item_bias_.any()
+    assert np.isfinite(model.score(test))
+
+
+def test_sparse_input_equals_tuple_input(synthetic):
+    users, items, ratings = synthetic[0]
+    matrix = sp.coo_matrix((ratings, (users, items))).tocsr()
+    a = small_model().fit(matrix)
+    b = small_model().fit((users, items, ratings))
+    assert np.array_equal(a.user_factors_, b.user_factors_)
+
+
+def test_predict_vectorised_scalar_clipped_and_cold_start(synthetic):
+    train, _ = synthetic
+    model = small_model().fit(train)
+    preds = model.predict(train[0][:100], train[1][:100])
+    assert preds.shape == (100,) and preds.dtype == np.float64
+    lo, hi = float(train[2].min()), float(train[2].max())
+    assert preds.min() >= lo and preds.max() <= hi
+    assert isinstance(model.predict(int(train[0][0]), int(train[1][0])), float)
+    new_user, known_item = 10**6, int(train[1][0])
+    expected = np.clip(model.global_mean_ + model.item_bias_[known_item], lo, hi)
+    assert model.predict(new_user, known_item) == pytest.approx(expected)
+    assert model.predict(new_user, 10**6) == pytest.approx(model.global_mean_)
+
+
+def test_prediction_equals_formula(synthetic):
+    train, _ = synthetic
+    model = small_model(dtype=np.float64).fit(train)
+    u, i = 3, 5
+    expected = (model.global_mean_ + model.user_bias_[u] + model.item_bias_[i]
+                + model.user_factors_[u] @ model.item_factors_[i])
+    assert model.predict(u, i) == pytest.approx(np.clip(expected, *model.rating_range_))
+
+
+def test_caller_arrays_are_not_modified(synthetic):
+    users, items, ratings = (a.copy() for a in synthetic[0])
+    before = [users.copy(), items.copy(), ratings.copy()]
+    small_model().fit((users, items, ratings), validation=(users, items, ratings))
+    for got, want in zip((users, items, ratings), before):
+        assert np.array_equal(got, want)
+
+
+def test_divergence_raises_and_leaves_no_model(synthetic):
+    model = small_model(learning_rate=50.0, n_epochs=20)
+    with pytest.raises(DivergenceError, match="smaller learning_rate"):
+        model.fit(synthetic[0])
+    assert not hasattr(model, "user_factors_")
+    with pytest.raises(NotFittedError):
+        model.predict(0, 0)
+
+
+def test_get_set_params_and_repr():
+    model = MatrixFactorization(n_factors=7)
+    params = model.get_params()
+    assert params["n_factors"] == 7 and params["biased"] is True
+    model.set_params(learning_rate=0.02, n_epochs=3)
+    assert model.learning_rate == 0.02
+    assert "n_factors=7" in repr(model)
+    with pytest.raises(ValueError, match="invalid parameter 'n_factor'"):
+        model.set_params(n_factor=3)
+    clone = mfsgd.clone(model)
+    assert clone.get_params() == model.get_params() and clone is not model
+
+
+def test_verbose_prints_one_line_per_epoch(synthetic, capsys):
+    small_model(n_epochs=3, verbose=True).fit(synthetic[0], validation=synthetic[1])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and "valid_rmse" in lines[0]
+
+
+GOOD = (np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0]))
+
+
+@pytest.mark.parametrize("X, error, match", [
+    ((np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([4.0, np.nan, 5.0])), ValueError, "finite"),
+    ((np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([4.0, np.inf, 5.0])), ValueError, "finite"),
+    ((np.array([0, -1, 2]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), ValueError, "non-negative"),
+    ((np.array([0, 1.5, 2]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), ValueError, "integer"),
+    ((np.array(["a", "b", "c"]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), TypeError, "integer"),
+    ((np.array([0, 1]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), ValueError, "same length"),
+    ((np.array([], dtype=int), np.array([], dtype=int), np.array([])), ValueError, "no ratings"),
+    ((np.array([0, 0]), np.array([1, 1]), np.array([4.0, 3.0])), ValueError, r"user 0, item 1"),
+    ([1, 2, 3], TypeError, "tuple"),
+    ((np.array([0, 1, 2]), np.array([0, 1, 1]), np.array(["x", "y", "z"])), TypeError, "numbers"),
+])
+def test_bad_training_data(X, error, match):
+    with pytest.raises(error, match=match):
+        small_model().fit(X)
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"n_factors": 0}, ValueError, "n_factors"),
+    ({"n_factors": 2.5}, TypeError, "n_factors"),
+    ({"learning_rate": -0.1}, ValueError, "learning_rate"),
+    ({"learning_rate": float("nan")}, ValueError, "learning_rate"),
+    ({"regularization": -1}, ValueError, "regularization"),
+    ({"dtype": np.int32}, TypeError, "dtype"),
+    ({"dtype": "float16"}, TypeError, "dtype"),
+    ({"learning_rate_schedule": "cosine"}, ValueError, "learning_rate_schedule"),
+    ({"n_epochs": -1}, ValueError, "n_epochs"),
+    ({"n_threads": 0}, ValueError, "n_threads"),
+    ({"n_blocks": 0}, ValueError, "n_blocks"),
+    ({"biased": "yes"}, TypeError, "biased"),
+])
+def test_bad_parameters(params, error, match):
+    with pytest.raises(error, match=match):
+        small_model(**params).fit(GOOD)
+
+
+def test_predict_errors(synthetic):
+    model = small_model().fit(synthetic[0])
+    with pytest.raises(ValueError, match="same length"):
+        model.predict([0, 1], [0])
+    with pytest.raises(TypeError, match="integer"):
+        model.predict(["a"], [0])
+
+
+def test_sparse_with_duplicates_is_refused():
+    coo = sp.coo_matrix((np.array([1.0, 2.0]), (np.array([0, 0]), np.array([1, 1]))))
+    with pytest.raises(ValueError, match="more than once"):
+        small_model().fit(coo)
