@@ -66,6 +66,11 @@ static inline void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, u
 
 /* ---- the block kernel, instantiated per type and instruction set -------------------------- */
 
+/* How many ratings ahead the next item rows are prefetched. */
+#ifndef MF_QDIST
+#define MF_QDIST 2
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MFSGD_NO_DISPATCH)
 #define MF_DISPATCH 1
 #define MF_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,prefer-vector-width=512")))
@@ -122,9 +127,32 @@ typedef double (*mf_block_f64_fn)(double *, double *, double *, double *, double
                                   const int32_t *, const int64_t *, const int32_t *, int64_t,
                                   const int32_t *, const float *, int, const mf_params *);
 
-static mf_block_f32_fn mf_sgd_block_f32 = mf_sgd_block_f32_base;
-static mf_block_f64_fn mf_sgd_block_f64 = mf_sgd_block_f64_base;
-static const char *mf_isa = "baseline";
+/* Kernels in use for k below MF_WIDE_K ("narrow") and from MF_WIDE_K up ("wide").  On this
+ * kind of CPU 512-bit vectors pay off only once a user's factor row fills several registers:
+ * measured on a Xeon with AVX-512, AVX2 was 1.3-1.6x faster at k = 16-32, equal at 64, and
+ * 512-bit vectors 1.3-1.4x faster at k = 128-256. */
+#define MF_WIDE_K 96
+static mf_block_f32_fn mf_block_f32_narrow = mf_sgd_block_f32_base, mf_block_f32_wide = mf_sgd_block_f32_base;
+static mf_block_f64_fn mf_block_f64_narrow = mf_sgd_block_f64_base, mf_block_f64_wide = mf_sgd_block_f64_base;
+static const char *mf_isa_narrow = "baseline", *mf_isa_wide = "baseline";
+
+static inline double mf_sgd_block_f32(float *P, float *Q, float *bu, float *bi, float *gp, float *gq,
+                                      const int32_t *run_user, const int64_t *run_ptr,
+                                      const int32_t *order, int64_t n_runs, const int32_t *items,
+                                      const float *ratings, int k, const mf_params *prm)
+{
+    mf_block_f32_fn fn = k >= MF_WIDE_K ? mf_block_f32_wide : mf_block_f32_narrow;
+    return fn(P, Q, bu, bi, gp, gq, run_user, run_ptr, order, n_runs, items, ratings, k, prm);
+}
+
+static inline double mf_sgd_block_f64(double *P, double *Q, double *bu, double *bi, double *gp,
+                                      double *gq, const int32_t *run_user, const int64_t *run_ptr,
+                                      const int32_t *order, int64_t n_runs, const int32_t *items,
+                                      const float *ratings, int k, const mf_params *prm)
+{
+    mf_block_f64_fn fn = k >= MF_WIDE_K ? mf_block_f64_wide : mf_block_f64_narrow;
+    return fn(P, Q, bu, bi, gp, gq, run_user, run_ptr, order, n_runs, items, ratings, k, prm);
+}
 
 /* Which instruction sets this build and this CPU can run, best first: 2 avx512, 1 avx2, 0 base. */
 static inline int mf_best_isa(void)
@@ -139,35 +167,43 @@ static inline int mf_best_isa(void)
     return 0;
 }
 
-/* Select the kernels for `wanted` ("auto", "avx512", "avx2" or "baseline").  Returns the name
- * selected, or NULL when that instruction set is not available here. */
+static inline void mf_use_level(int level, int wide)
+{
+    mf_block_f32_fn f32 = mf_sgd_block_f32_base;
+    mf_block_f64_fn f64 = mf_sgd_block_f64_base;
+    const char *name = "baseline";
+#if MF_DISPATCH
+    if (level == 2) { f32 = mf_sgd_block_f32_avx512; f64 = mf_sgd_block_f64_avx512; name = "avx512"; }
+    if (level == 1) { f32 = mf_sgd_block_f32_avx2; f64 = mf_sgd_block_f64_avx2; name = "avx2"; }
+#endif
+    if (wide) { mf_block_f32_wide = f32; mf_block_f64_wide = f64; mf_isa_wide = name; }
+    else { mf_block_f32_narrow = f32; mf_block_f64_narrow = f64; mf_isa_narrow = name; }
+}
+
+/* Select the kernels: "auto" (the best for each k on this CPU), or "avx512", "avx2",
+ * "baseline" for every k.  Returns NULL when that instruction set is not available here. */
 static inline const char *mf_select_isa(const char *wanted)
 {
     int best = mf_best_isa(), level;
-    if (strcmp(wanted, "auto") == 0) level = best;
-    else if (strcmp(wanted, "avx512") == 0) level = 2;
+    if (strcmp(wanted, "auto") == 0) {
+        mf_use_level(best >= 1 ? 1 : 0, 0);
+        mf_use_level(best, 1);
+        return "auto";
+    }
+    if (strcmp(wanted, "avx512") == 0) level = 2;
     else if (strcmp(wanted, "avx2") == 0) level = 1;
     else if (strcmp(wanted, "baseline") == 0) level = 0;
     else return NULL;
     if (level > best) return NULL;
-#if MF_DISPATCH
-    if (level == 2) {
-        mf_sgd_block_f32 = mf_sgd_block_f32_avx512;
-        mf_sgd_block_f64 = mf_sgd_block_f64_avx512;
-        return mf_isa = "avx512";
-    }
-    if (level == 1) {
-        mf_sgd_block_f32 = mf_sgd_block_f32_avx2;
-        mf_sgd_block_f64 = mf_sgd_block_f64_avx2;
-        return mf_isa = "avx2";
-    }
-#endif
-    mf_sgd_block_f32 = mf_sgd_block_f32_base;
-    mf_sgd_block_f64 = mf_sgd_block_f64_base;
-    return mf_isa = "baseline";
+    mf_use_level(level, 0);
+    mf_use_level(level, 1);
+    return wanted;
 }
 
-static inline const char *mf_current_isa(void) { return mf_isa; }
+/* Name of the instruction set used for factor count k. */
+static inline const char *mf_isa_for(int k) { return k >= MF_WIDE_K ? mf_isa_wide : mf_isa_narrow; }
+
+
 
 #ifdef _OPENMP
 static const int mf_have_openmp = 1;

@@ -43,7 +43,7 @@ cdef extern from "_kernels.h" nogil:
     float mf_dot_f32(const float *a, const float *b, int k)
     double mf_dot_f64(const double *a, const double *b, int k)
     const char *mf_select_isa(const char *wanted)
-    const char *mf_current_isa()
+    const char *mf_isa_for(int k)
 
 FLAG_BIASED = MF_BIASED
 FLAG_ADAGRAD = MF_ADAGRAD
@@ -62,7 +62,7 @@ def select_isa(str wanted="auto"):
     Returns
     -------
     str
-        The instruction set now in use.
+        `wanted`.
     """
     cdef bytes name = wanted.encode()
     cdef const char *got = mf_select_isa(name)
@@ -71,9 +71,9 @@ def select_isa(str wanted="auto"):
     return got.decode()
 
 
-def current_isa():
-    """Return the name of the instruction set the SGD kernel runs with."""
-    return mf_current_isa().decode()
+def current_isa(int n_factors=32):
+    """Return the instruction set the SGD kernel uses for `n_factors` factors."""
+    return mf_isa_for(n_factors).decode()
 
 
 def stream_seed(uint64_t seed, uint64_t stream):

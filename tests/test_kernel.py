@@ -43,25 +43,34 @@ def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
 
 
 def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased):
-    """One epoch in NumPy, visiting ratings in the order the kernel documents."""
+    """One epoch in NumPy, visiting ratings in the order the kernel documents: per sub-epoch,
+    per block, runs in the seeded permutation taken two at a time (A, B) and interleaved as
+    A[0], B[0], A[1], B[1], ..., then the rest of the longer run."""
     sse = 0.0
+
+    def step(u, j):
+        i = layout.items[j]
+        pred = P[u] @ Q[i] + (mu + bu[u] + bi[i] if biased else 0.0)
+        e = float(layout.ratings[j]) - pred
+        p_old, q_old = P[u].copy(), Q[i].copy()
+        P[u] = p_old + lr * (e * q_old - reg * p_old)
+        Q[i] = q_old + lr * (e * p_old - reg * q_old)
+        if biased:
+            bu[u] += lr * (e - bias_reg * bu[u])
+            bi[i] += lr * (e - bias_reg * bi[i])
+        return e * e
+
     for blocks in schedule:
         for blk in blocks:
             start, stop = layout.block_ptr[blk], layout.block_ptr[blk + 1]
-            for local in py_permutation(py_stream_seed(seed, int(blk)), int(stop - start)):
-                run = start + local
-                u = layout.run_user[run]
-                for j in range(layout.run_ptr[run], layout.run_ptr[run + 1]):
-                    i = layout.items[j]
-                    pred = P[u] @ Q[i] + (mu + bu[u] + bi[i] if biased else 0.0)
-                    e = float(layout.ratings[j]) - pred
-                    sse += e * e
-                    p_old, q_old = P[u].copy(), Q[i].copy()
-                    P[u] = p_old + lr * (e * q_old - reg * p_old)
-                    Q[i] = q_old + lr * (e * p_old - reg * q_old)
-                    if biased:
-                        bu[u] += lr * (e - bias_reg * bu[u])
-                        bi[i] += lr * (e - bias_reg * bi[i])
+            runs = [start + r for r in py_permutation(py_stream_seed(seed, int(blk)), int(stop - start))]
+            for a, b in zip(runs[0::2], runs[1::2] + [None]):
+                queues = [(layout.run_user[r], list(range(layout.run_ptr[r], layout.run_ptr[r + 1])))
+                          for r in (a, b) if r is not None]
+                for t in range(max(len(js) for _, js in queues)):
+                    for u, js in queues:
+                        if t < len(js):
+                            sse += step(u, js[t])
     return sse
 
 
@@ -109,10 +118,11 @@ def test_blocks_of_a_sub_epoch_share_no_user_and_no_item():
 
 @pytest.mark.parametrize("biased", [True, False])
 @pytest.mark.parametrize("n_blocks", [1, 3])
-def test_kernel_matches_numpy_reference(biased, n_blocks):
+@pytest.mark.parametrize("k", [5, 32])
+def test_kernel_matches_numpy_reference(biased, n_blocks, k):
+    """k = 32 runs the specialised fast path, k = 5 the generic one."""
     ratings = random_ratings(seed=3)
     rng = np.random.default_rng(4)
-    k = 5
     P = rng.normal(0, 0.1, (ratings.n_users, k))
     Q = rng.normal(0, 0.1, (ratings.n_items, k))
     bu, bi = np.zeros(ratings.n_users), np.zeros(ratings.n_items)
@@ -163,8 +173,8 @@ def test_every_instruction_set_agrees_with_reference():
         for isa in available:
             _sgd.select_isa(isa)
             rng = np.random.default_rng(8)
-            P = rng.normal(0, 0.1, (ratings.n_users, 19))
-            Q = rng.normal(0, 0.1, (ratings.n_items, 19))
+            P = rng.normal(0, 0.1, (ratings.n_users, 128))
+            Q = rng.normal(0, 0.1, (ratings.n_items, 128))
             layout = build_layout(ratings, 2, rng)
             schedule = epoch_schedule(2, rng)
             bu, bi, empty = np.zeros(ratings.n_users), np.zeros(ratings.n_items), np.zeros(0)
