@@ -57,3 +57,25 @@ def _identity_index(raw, n):
             raise TypeError(f"ids of a model fitted on indices must be integers, got dtype {values.dtype}")
     index = values.astype(np.int64)
     return np.where((index >= 0) & (index < n), index, -1)
+
+
+def take(ratings, positions):
+    """The ratings at CSR `positions` of any rating set, as IndexedRatings in the same index space."""
+    users, items, values = ratings.to_coo()
+    positions = np.sort(np.asarray(positions, dtype=np.int64))
+    counts = np.bincount(users[positions], minlength=ratings.n_users)
+    indptr = np.zeros(ratings.n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return IndexedRatings(indptr, np.ascontiguousarray(items[positions], dtype=np.int32),
+                          np.ascontiguousarray(values[positions], dtype=np.float32),
+                          ratings.n_users, ratings.n_items)
+
+
+def from_index_triplets(users, items, values, n_users, n_items):
+    """IndexedRatings from unique (user index, item index, rating) triplets, sorted into CSR."""
+    order = np.lexsort((items, users))
+    counts = np.bincount(users, minlength=n_users)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return IndexedRatings(indptr, np.ascontiguousarray(items[order], dtype=np.int32),
+                          np.ascontiguousarray(values[order], dtype=np.float32), n_users, n_items)

@@ -1,6 +1,6 @@
 """The estimator: parameters, input checks, the epoch schedule, history, predict and score."""
+import hashlib
 import os
-import sys
 import time
 import warnings
 
@@ -8,8 +8,12 @@ import numpy as np
 
 from . import _sgd
 from ._base import ParamsMixin
+from ._csr import IndexedRatings, from_index_triplets, take
+from ._idmap import IdMap
 from ._layout import auto_n_blocks, build_layout, epoch_schedule
-from ._validation import (as_training_data, check_choice, check_dtype, check_float, check_int)
+from ._progress import EpochReporter
+from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
+                          check_float, check_int)
 
 SCHEDULES = ("constant", "inverse", "adagrad")
 
@@ -50,13 +54,26 @@ class MatrixFactorization(ParamsMixin):
         Standard deviation of the normal initial factors.  Small starts matter: on
         MovieLens 100K (u1) 0.01 gives RMSE 0.918 where 0.1 gives 0.925.
     learning_rate_schedule : {"constant", "inverse", "adagrad"}, default="constant"
-        "inverse": alpha_t = alpha / (1 + learning_rate_decay * t) at epoch t;
-        "adagrad": per-row adaptive steps alpha / sqrt(G), G the accumulated mean squared
-        gradient of the row (as in LIBMF); biases keep the plain step.
+        "inverse": alpha_t = alpha / (1 + learning_rate_decay * t) at epoch t (t from 0);
+        "adagrad": per-row adaptive steps alpha / sqrt(G), G starting at 1 and accumulating
+        the mean squared gradient of the factor row (as in LIBMF); biases keep the plain step.
     learning_rate_decay : float, default=0.1
         Decay of the "inverse" schedule.
     non_negative : bool, default=False
-        Keep factors >= 0 (projected SGD).
+        Keep factors >= 0 (projected SGD, as LIBMF's non-negative MF).
+    early_stopping : bool, default=False
+        Track validation RMSE (the `validation` set given to fit, else a held-out
+        `validation_fraction` of the training ratings), stop after `patience` epochs without
+        an improvement of at least `tol`, and restore the factors of the best epoch.
+    validation_fraction : float, default=0.1
+        Share of the training ratings held out for early stopping without a validation set.
+    patience : int, default=5
+        Epochs without improvement before early stopping stops.
+    tol : float, default=1e-4
+        Smallest decrease of validation RMSE that counts as an improvement.
+    callbacks : callable, list of callables or None
+        Called after every epoch as ``callback(record, model)``; a true return value stops
+        training (after recording the epoch).
     n_blocks : int or "auto", default="auto"
         Row/column blocks of the stratified schedule (1 = plain serial SGD over users in
         random order). Results depend on it, not on the thread count.
@@ -67,23 +84,30 @@ class MatrixFactorization(ParamsMixin):
     dtype : {np.float32, np.float64}, default=np.float32
         Precision of the factors.
     verbose : bool, default=False
-        Print one line per epoch.
+        Print one table line per epoch.
+    show_progress : bool, default=False
+        Show a tqdm progress bar over epochs (optional extra ``mfsgd[progress]``).
 
     Attributes
     ----------
     user_factors_, item_factors_ : ndarray, shape (n_users, k), (n_items, k)
     user_bias_, item_bias_ : ndarray (zeros when not biased)
     global_mean_ : float (0 when not biased)
+    rating_range_ : (float, float)
+        Smallest and largest training rating; predictions are clipped to it.
     history_ : list of dict
         Per epoch: epoch, learning_rate, train_rmse, valid_rmse (with validation data),
-        objective, seconds.
+        objective, seconds, and with early stopping "best" (True on the best epoch so far).
+    best_epoch_ : int
+        With early stopping, the epoch whose factors the model holds.
     """
 
     def __init__(self, n_factors=100, n_epochs=60, learning_rate=0.007, regularization=0.08,
                  bias_regularization=None, biased=True, init_std=0.01,
                  learning_rate_schedule="constant", learning_rate_decay=0.1, non_negative=False,
-                 n_blocks="auto", n_threads=None, random_state=None, dtype=np.float32,
-                 verbose=False):
+                 early_stopping=False, validation_fraction=0.1, patience=5, tol=1e-4,
+                 callbacks=None, n_blocks="auto", n_threads=None, random_state=None,
+                 dtype=np.float32, verbose=False, show_progress=False):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -94,11 +118,17 @@ class MatrixFactorization(ParamsMixin):
         self.learning_rate_schedule = learning_rate_schedule
         self.learning_rate_decay = learning_rate_decay
         self.non_negative = non_negative
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.tol = tol
+        self.callbacks = callbacks
         self.n_blocks = n_blocks
         self.n_threads = n_threads
         self.random_state = random_state
         self.dtype = dtype
         self.verbose = verbose
+        self.show_progress = show_progress
 
     # ------------------------------------------------------------------ checks
     def _checked_params(self):
@@ -111,15 +141,23 @@ class MatrixFactorization(ParamsMixin):
             "schedule": check_choice("learning_rate_schedule", self.learning_rate_schedule, SCHEDULES),
             "decay": check_float("learning_rate_decay", self.learning_rate_decay, minimum=0.0),
             "dtype": check_dtype("dtype", self.dtype),
+            "patience": check_int("patience", self.patience, 1),
+            "tol": check_float("tol", self.tol, minimum=0.0),
         }
         params["bias_regularization"] = (
             params["regularization"] if self.bias_regularization is None
             else check_float("bias_regularization", self.bias_regularization, minimum=0.0))
-        for name in ("biased", "non_negative", "verbose"):
+        fraction = check_float("validation_fraction", self.validation_fraction)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}")
+        params["validation_fraction"] = fraction
+        for name in ("biased", "non_negative", "verbose", "early_stopping", "show_progress"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.n_blocks != "auto":
             check_int("n_blocks", self.n_blocks, 1)
+        params["non_negative"] = self.non_negative
+        params["callbacks"] = _checked_callbacks(self.callbacks)
         params["n_threads"] = self._thread_count()
         return params
 
@@ -137,7 +175,8 @@ class MatrixFactorization(ParamsMixin):
         X : mfsgd.Ratings, scipy.sparse matrix (rows = users, columns = items) or tuple
             The training ratings; a tuple is (user indices, item indices, ratings).
         validation : same types as `X`, optional
-            Ratings whose RMSE is recorded in `history_` after every epoch.
+            Ratings whose RMSE is recorded in `history_` after every epoch (and drives early
+            stopping when `early_stopping` is on).
 
         Returns
         -------
@@ -148,16 +187,98 @@ class MatrixFactorization(ParamsMixin):
         valid = None if validation is None else as_training_data("validation", validation)
         self._warn_if_no_openmp(params["n_threads"])
         rng = np.random.default_rng(self.random_state)
+        self._forget_fit()
+        self._user_map = IdMap(n=train.n_users) if isinstance(train, IndexedRatings) \
+            else IdMap(train.user_ids)
+        self._item_map = IdMap(n=train.n_items) if isinstance(train, IndexedRatings) \
+            else IdMap(train.item_ids)
+        holdout = None
+        if self.early_stopping and valid is None:
+            train, holdout = _hold_out(train, params["validation_fraction"], rng)
         self._init_state(train, params, rng)
-        if valid is not None:
-            valid = self._indexed_pairs(valid)
+        valid_pairs = self._indexed_pairs(valid) if valid is not None else holdout
         self.history_ = []
         try:
-            self._run_epochs(params, params["n_epochs"], valid)
+            self._run_epochs(params, params["n_epochs"], valid_pairs, self.early_stopping)
         except DivergenceError:
             self._forget_fit()
             raise
         return self
+
+    def partial_fit(self, X, n_epochs=1, validation=None):
+        """Continue training from the current factors for `n_epochs` more epochs.
+
+        On an unfitted model this is ``fit`` with `n_epochs` epochs.  Given the same training
+        data as before it continues exactly where ``fit`` stopped: ``fit`` for m epochs then
+        ``partial_fit`` for n equals ``fit`` for m + n epochs with the same seed.  Users or
+        items that `X` introduces get fresh random factors and zero biases; the others keep
+        theirs.  The global mean stays the one learned by ``fit``; early stopping is not
+        applied here.
+
+        Parameters
+        ----------
+        X : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+        n_epochs : int, default=1
+        validation : same types as `X`, optional
+
+        Returns
+        -------
+        self
+        """
+        n_epochs = check_int("n_epochs", n_epochs, 0)
+        if not hasattr(self, "user_factors_"):
+            saved = self.n_epochs
+            self.n_epochs = n_epochs
+            try:
+                return self.fit(X, validation)
+            finally:
+                self.n_epochs = saved
+        params = self._checked_params()
+        train = as_training_data("X", X)
+        fingerprint = _fingerprint(train)
+        if fingerprint != getattr(self, "_fingerprint", None) or not hasattr(self, "_layout"):
+            self._adopt_training_data(train, params, fingerprint)
+        valid_pairs = None if validation is None else \
+            self._indexed_pairs(as_training_data("validation", validation))
+        saved_state = self._state_arrays(copy=True)
+        try:
+            self._run_epochs(params, n_epochs, valid_pairs, early_stopping=False)
+        except DivergenceError:
+            self._restore_state(saved_state)
+            raise
+        return self
+
+    def _adopt_training_data(self, train, params, fingerprint):
+        """Map new training data into this model's index space, growing it for new ids."""
+        users, items, values = train.to_coo()
+        raw_users = _raw_ids(train, "user", users)
+        raw_items = _raw_ids(train, "item", items)
+        self._user_map, n_new_users = self._user_map.extended(raw_users)
+        self._item_map, n_new_items = self._item_map.extended(raw_items)
+        self._grow(n_new_users, n_new_items, params)
+        model_space = from_index_triplets(self._user_map.lookup(raw_users),
+                                          self._item_map.lookup(raw_items), values,
+                                          len(self._user_map), len(self._item_map))
+        lo, hi = model_space.rating_range
+        self.rating_range_ = (min(lo, self.rating_range_[0]), max(hi, self.rating_range_[1]))
+        self._prepare_training(model_space, params, self._rng)
+        self._fingerprint = fingerprint
+
+    def _grow(self, n_new_users, n_new_items, params):
+        k, dtype = self.user_factors_.shape[1], self.user_factors_.dtype
+        adagrad = len(self._user_grad_sq) > 0
+        if n_new_users:
+            fresh = self._initial_factors(self._rng, n_new_users, k, dtype, params)
+            self.user_factors_ = np.vstack([self.user_factors_, fresh])
+            self.user_bias_ = np.concatenate([self.user_bias_, np.zeros(n_new_users, dtype)])
+            if adagrad:
+                self._user_grad_sq = np.concatenate([self._user_grad_sq, np.ones(n_new_users, dtype)])
+        if n_new_items:
+            fresh = self._initial_factors(self._rng, n_new_items, k, dtype, params)
+            self.item_factors_ = np.vstack([self.item_factors_, fresh])
+            self.item_bias_ = np.concatenate([self.item_bias_, np.zeros(n_new_items, dtype)])
+            if adagrad:
+                self._item_grad_sq = np.concatenate([self._item_grad_sq, np.ones(n_new_items, dtype)])
 
     def _warn_if_no_openmp(self, n_threads):
         if n_threads > 1 and not _sgd.HAVE_OPENMP and self.n_threads is not None:
@@ -166,9 +287,6 @@ class MatrixFactorization(ParamsMixin):
 
     def _init_state(self, train, params, rng):
         k, dtype = params["n_factors"], params["dtype"]
-        self.user_ids_ = _id_map(train.user_ids, train)
-        self.item_ids_ = _id_map(train.item_ids, train)
-        self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.rating_range_ = train.rating_range
         self.global_mean_ = float(np.mean(train.data, dtype=np.float64)) if self.biased else 0.0
         self.user_factors_ = self._initial_factors(rng, train.n_users, k, dtype, params)
@@ -178,18 +296,25 @@ class MatrixFactorization(ParamsMixin):
         adagrad = params["schedule"] == "adagrad"
         self._user_grad_sq = np.ones(train.n_users if adagrad else 0, dtype=dtype)
         self._item_grad_sq = np.ones(train.n_items if adagrad else 0, dtype=dtype)
-        n_blocks = (auto_n_blocks(train.n_users, train.n_items, k, np.dtype(dtype).itemsize)
+        self._rng = rng
+        self._epochs_done = 0
+        self._prepare_training(train, params, rng)
+        self._fingerprint = _fingerprint(train)
+
+    def _prepare_training(self, train, params, rng):
+        """Lay the training ratings out for the kernel and count ratings per row."""
+        k = self.user_factors_.shape[1]
+        n_blocks = (auto_n_blocks(train.n_users, train.n_items, k, self.user_factors_.itemsize)
                     if self.n_blocks == "auto" else min(self.n_blocks, train.n_users, train.n_items))
         self._layout = build_layout(train, n_blocks, rng)
         self._user_counts = np.diff(train.indptr).astype(np.float64)
         self._item_counts = np.bincount(train.indices, minlength=train.n_items).astype(np.float64)
         self._n_train = len(train)
-        self._rng = rng
-        self._epochs_done = 0
 
-    def _initial_factors(self, rng, n, k, dtype, params):
+    @staticmethod
+    def _initial_factors(rng, n, k, dtype, params):
         factors = rng.normal(0.0, params["init_std"], size=(n, k)).astype(dtype)
-        return np.abs(factors) if self.non_negative else factors
+        return np.abs(factors) if params.get("non_negative") else factors
 
     def _flags(self, params):
         return ((_sgd.FLAG_BIASED if self.biased else 0)
@@ -201,35 +326,64 @@ class MatrixFactorization(ParamsMixin):
             return params["learning_rate"] / (1.0 + params["decay"] * epoch)
         return params["learning_rate"]
 
-    def _run_epochs(self, params, n_epochs, valid):
+    def _run_epochs(self, params, n_epochs, valid, early_stopping):
         layout = self._layout
         flags = self._flags(params)
-        if self.verbose:
-            print(_table_header(valid is not None), file=sys.stdout, flush=True)
-        for _ in range(n_epochs):
-            epoch = self._epochs_done
-            lr = self._epoch_learning_rate(params, epoch)
-            schedule = epoch_schedule(layout.n_blocks, self._rng)
-            seed = int(self._rng.integers(0, 2**63))
-            start = time.perf_counter()
-            sse = _sgd.sgd_epoch(
-                self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_,
-                self._user_grad_sq, self._item_grad_sq, layout.block_ptr, layout.run_user,
-                layout.run_ptr, layout.items, layout.ratings, schedule, layout.order,
-                layout.block_sse, self.global_mean_, lr, params["regularization"],
-                params["bias_regularization"], flags, seed, params["n_threads"])
-            seconds = time.perf_counter() - start
-            self._check_finite(sse, lr, epoch)
-            record = {"epoch": epoch + 1, "learning_rate": lr,
-                      "train_rmse": float(np.sqrt(sse / self._n_train))}
-            if valid is not None:
-                record["valid_rmse"] = self._rmse_on(valid, params["n_threads"])
-            record["objective"] = sse + self._penalty(params)
-            record["seconds"] = seconds
-            self.history_.append(record)
-            self._epochs_done += 1
-            if self.verbose:
-                print(_table_row(record), file=sys.stdout, flush=True)
+        if self.non_negative:
+            np.maximum(self.user_factors_, 0, out=self.user_factors_)
+            np.maximum(self.item_factors_, 0, out=self.item_factors_)
+        reporter = EpochReporter(n_epochs, self.verbose, self.show_progress, valid is not None)
+        best_rmse, best_state, waited = np.inf, None, 0
+        try:
+            for _ in range(n_epochs):
+                epoch = self._epochs_done
+                lr = self._epoch_learning_rate(params, epoch)
+                schedule = epoch_schedule(layout.n_blocks, self._rng)
+                seed = int(self._rng.integers(0, 2**63))
+                start = time.perf_counter()
+                sse = _sgd.sgd_epoch(
+                    self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_,
+                    self._user_grad_sq, self._item_grad_sq, layout.block_ptr, layout.run_user,
+                    layout.run_ptr, layout.items, layout.ratings, schedule, layout.order,
+                    layout.block_sse, self.global_mean_, lr, params["regularization"],
+                    params["bias_regularization"], flags, seed, params["n_threads"])
+                seconds = time.perf_counter() - start
+                self._check_finite(sse, lr, epoch)
+                self._epochs_done += 1
+                record = {"epoch": self._epochs_done, "learning_rate": lr,
+                          "train_rmse": float(np.sqrt(sse / self._n_train))}
+                if valid is not None:
+                    record["valid_rmse"] = self._rmse_on(valid, params["n_threads"])
+                record["objective"] = sse + self._penalty(params)
+                record["seconds"] = seconds
+                if early_stopping:
+                    improved = record["valid_rmse"] < best_rmse - params["tol"]
+                    record["best"] = bool(improved)
+                    if improved:
+                        best_rmse, waited = record["valid_rmse"], 0
+                        best_state = (self._epochs_done, self._state_arrays(copy=True))
+                    else:
+                        waited += 1
+                self.history_.append(record)
+                reporter.epoch(record)
+                stop = any([bool(callback(record, self)) for callback in params["callbacks"]])
+                if stop or (early_stopping and waited >= params["patience"]):
+                    break
+        finally:
+            reporter.close()
+        if early_stopping and best_state is not None:
+            self.best_epoch_ = best_state[0]
+            self._restore_state(best_state[1])
+
+    def _state_arrays(self, copy):
+        names = ("user_factors_", "item_factors_", "user_bias_", "item_bias_",
+                 "_user_grad_sq", "_item_grad_sq")
+        return {name: (getattr(self, name).copy() if copy else getattr(self, name))
+                for name in names}
+
+    def _restore_state(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def _check_finite(self, sse, lr, epoch):
         if np.isfinite(sse) and np.isfinite(self.user_factors_).all() and \
@@ -253,42 +407,106 @@ class MatrixFactorization(ParamsMixin):
     def _forget_fit(self):
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")]:
             delattr(self, name)
-        for name in ("_layout", "_rng", "_user_grad_sq", "_item_grad_sq"):
+        for name in ("_layout", "_rng", "_user_grad_sq", "_item_grad_sq", "_fingerprint",
+                     "_user_map", "_item_map"):
             self.__dict__.pop(name, None)
+
+    # ------------------------------------------------------------------ new users
+    def fold_in(self, user_ratings, user=None):
+        """Factors for a user who was not in training, from that user's ratings alone.
+
+        Solves the model's regularized least squares for the user's factors (and bias, when
+        biased) with the item factors and biases held fixed:
+        min sum_i (r_i - mu - b_i - b_u - p . q_i)^2 + n (regularization |p|^2
+        + bias_regularization b_u^2), the same objective SGD minimizes for that user.
+
+        Parameters
+        ----------
+        user_ratings : (items, ratings) tuple of arrays, or dict {item: rating}
+            Item ids as the model knows them (raw ids or indices); unknown items are ignored.
+        user : id, optional
+            When given, the user is added to the model under this id (or replaced, if known),
+            so that predict and recommend work for it.
+
+        Returns
+        -------
+        factors : ndarray, shape (n_factors,)
+        bias : float (0.0 when the model is not biased)
+        """
+        self._check_fitted()
+        if isinstance(user_ratings, dict):
+            items, values = list(user_ratings.keys()), list(user_ratings.values())
+        elif isinstance(user_ratings, tuple) and len(user_ratings) == 2:
+            items, values = user_ratings
+        else:
+            raise TypeError("user_ratings must be an (items, ratings) tuple or a dict "
+                            f"{{item: rating}}, got {type(user_ratings).__name__}")
+        values = as_rating_array("user_ratings ratings", np.atleast_1d(values)).astype(np.float64)
+        index = self._item_map.lookup(np.atleast_1d(items), "user_ratings items")
+        if len(index) != len(values):
+            raise ValueError(f"user_ratings: {len(index)} items but {len(values)} ratings")
+        known = index >= 0
+        if not known.any():
+            raise ValueError("user_ratings holds no item known to the model")
+        index, values = index[known], values[known]
+        params = self._checked_params()
+        design = self.item_factors_[index].astype(np.float64)
+        target = values - (self.global_mean_ + self.item_bias_[index] if self.biased else 0.0)
+        penalty = np.full(design.shape[1], params["regularization"])
+        if self.biased:
+            design = np.hstack([design, np.ones((len(index), 1))])
+            penalty = np.append(penalty, params["bias_regularization"])
+        gram = design.T @ design + np.diag(penalty * len(index))
+        solution = np.linalg.solve(gram, design.T @ target)
+        factors, bias = (solution[:-1], float(solution[-1])) if self.biased else (solution, 0.0)
+        if user is not None:
+            self._set_user(user, factors, bias)
+        return factors, bias
+
+    def _set_user(self, user, factors, bias):
+        raw = np.atleast_1d(user)
+        row = int(self._user_map.lookup(raw, "user")[0])
+        if row < 0:
+            self._user_map, _ = self._user_map.extended(raw)
+            row = len(self._user_map) - 1
+            self._grow(row + 1 - len(self.user_bias_), 0, self._checked_params())
+        self.user_factors_[row] = factors
+        self.user_bias_[row] = bias
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self):
         if not hasattr(self, "user_factors_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
+    @property
+    def n_users_(self):
+        """Number of users with factors."""
+        self._check_fitted()
+        return len(self.user_bias_)
+
+    @property
+    def n_items_(self):
+        """Number of items with factors."""
+        self._check_fitted()
+        return len(self.item_bias_)
+
+    @property
+    def user_ids_(self):
+        """Raw user id of each factor row."""
+        self._check_fitted()
+        return self._user_map.all_raw()
+
+    @property
+    def item_ids_(self):
+        """Raw item id of each factor row."""
+        self._check_fitted()
+        return self._item_map.all_raw()
+
     def _indexed_pairs(self, ratings):
         """(user index, item index, rating) of a rating set, indices into this model (-1 unknown)."""
         users, items, values = ratings.to_coo()
-        user_ids = np.asarray(ratings.user_ids)[users]
-        item_ids = np.asarray(ratings.item_ids)[items]
-        return (self._lookup(self.user_ids_, user_ids, self.n_users_, "users"),
-                self._lookup(self.item_ids_, item_ids, self.n_items_, "items"), values)
-
-    @staticmethod
-    def _lookup(id_map, raw, n, name):
-        raw = np.asarray(raw)
-        if raw.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional, got shape {raw.shape}")
-        if id_map is None:
-            if raw.dtype.kind == "f" and np.isfinite(raw).all() and (raw == np.round(raw)).all():
-                raw = raw.astype(np.int64)
-            if raw.size and raw.dtype.kind not in "iu":
-                raise TypeError(f"{name} must be integer indices for a model fitted on indices, "
-                                f"got dtype {raw.dtype}")
-            index = raw.astype(np.int64)
-            return np.where((index >= 0) & (index < n), index, -1)
-        try:
-            pos = np.searchsorted(id_map, raw)
-        except TypeError:
-            raise TypeError(f"{name} ids of dtype {raw.dtype} cannot be compared with the "
-                            f"model's ids of dtype {id_map.dtype}") from None
-        pos = np.minimum(pos, len(id_map) - 1)
-        return np.where(id_map[pos] == raw, pos, -1).astype(np.int64)
+        return (self._user_map.lookup(_raw_ids(ratings, "user", users), "users"),
+                self._item_map.lookup(_raw_ids(ratings, "item", items), "items"), values)
 
     def _predict_indices(self, users, items, n_threads=1):
         out = np.empty(len(users), dtype=np.float64)
@@ -316,8 +534,8 @@ class MatrixFactorization(ParamsMixin):
         if users.shape != items.shape:
             raise ValueError(f"users and items must have the same length, got {users.shape[0]} "
                              f"and {items.shape[0]}")
-        user_index = self._lookup(self.user_ids_, users, self.n_users_, "users")
-        item_index = self._lookup(self.item_ids_, items, self.n_items_, "items")
+        user_index = self._user_map.lookup(users, "users")
+        item_index = self._item_map.lookup(items, "items")
         out = self._predict_indices(user_index, item_index, self._thread_count())
         return float(out[0]) if scalar else out
 
@@ -332,19 +550,52 @@ class MatrixFactorization(ParamsMixin):
         return self._rmse_on(self._indexed_pairs(as_training_data("X", X)), self._thread_count())
 
 
-def _id_map(ids, ratings):
-    """Sorted raw ids of a Ratings, or None when the ids are the indices themselves."""
-    if type(ratings).__name__ == "IndexedRatings":
-        return None
-    return np.asarray(ids)
+def _raw_ids(ratings, kind, index):
+    """Raw ids of user or item indices of a rating set (the indices for IndexedRatings)."""
+    if isinstance(ratings, IndexedRatings):
+        return np.asarray(index, dtype=np.int64)
+    return np.asarray(ratings.user_ids if kind == "user" else ratings.item_ids)[index]
 
 
-def _table_header(with_valid):
-    return ("epoch  train_rmse" + ("  valid_rmse" if with_valid else "")
-            + "       objective  seconds")
+def _hold_out(train, fraction, rng):
+    """Split off a random `fraction` of the training ratings for early stopping.
+
+    Returns the remaining training ratings (IndexedRatings in the same index space) and the
+    held-out (user index, item index, rating) triplets."""
+    n = len(train)
+    n_out = max(1, int(round(n * fraction)))
+    if n_out >= n:
+        raise ValueError(f"validation_fraction={fraction} leaves no training ratings out of {n}")
+    order = rng.permutation(n)
+    users, items, values = train.to_coo()
+    held = np.sort(order[:n_out])
+    held_pairs = (users[held].astype(np.int64), items[held].astype(np.int64), values[held])
+    return take(train, order[n_out:]), held_pairs
 
 
-def _table_row(record):
-    valid = f"  {record['valid_rmse']:10.4f}" if "valid_rmse" in record else ""
-    return (f"{record['epoch']:5d}  {record['train_rmse']:10.4f}{valid}"
-            f"  {record['objective']:14.6g}  {record['seconds']:7.3f}")
+def _fingerprint(ratings):
+    """Digest of a rating set's CSR arrays and ids, to recognise the same training data."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (ratings.indptr, ratings.indices, ratings.data):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    if not isinstance(ratings, IndexedRatings):
+        for ids in (ratings.user_ids, ratings.item_ids):
+            digest.update(np.ascontiguousarray(ids).tobytes())
+    digest.update(f"{ratings.n_users},{ratings.n_items}".encode())
+    return digest.hexdigest()
+
+
+def _checked_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a callable or a list of callables, got "
+                        f"{type(callbacks).__name__}") from None
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"callbacks must be callables, got {callback!r}")
+    return callbacks
