@@ -90,6 +90,17 @@ def permutation(uint64_t seed, int64_t n):
     return out
 
 
+def count_items(const int32_t[::1] indices, int64_t n_items):
+    """Number of ratings of each item (like np.bincount, without an int64 copy of `indices`)."""
+    counts = np.zeros(n_items, dtype=np.int64)
+    cdef int64_t[::1] view = counts
+    cdef Py_ssize_t j
+    with nogil:
+        for j in range(indices.shape[0]):
+            view[indices[j]] += 1
+    return counts
+
+
 def count_layout(const int64_t[::1] indptr, const int32_t[::1] indices,
                  const int32_t[::1] row_block, const int32_t[::1] col_block, int n_blocks):
     """Count ratings and runs per block of the blocked layout.

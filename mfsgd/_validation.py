@@ -49,32 +49,33 @@ def check_dtype(name, value):
 
 
 def as_index_array(name, values):
-    """Return a 1-D int64 copy of non-negative integer indices, or raise naming `name`."""
+    """Return 1-D non-negative integer indices as int32 (without copying int32 input), or
+    raise naming `name`.  The result is never written to."""
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    if array.dtype.kind in "iu":
-        out = array.astype(np.int64)
-    elif array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name} must hold integer indices, found {array[~np.isfinite(array)][0]!r}")
-        out = array.astype(np.int64)
-        bad = out != array
-        if bad.any():
-            raise ValueError(f"{name} must hold integer indices, found {array[bad][0]!r}")
-    elif array.dtype.kind == "b" or array.size == 0:
-        if array.size == 0:
-            return np.zeros(0, dtype=np.int64)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise ValueError(f"{name} must hold integer indices, found {array[~finite][0]!r}")
+        whole = array == np.round(array)
+        if not whole.all():
+            raise ValueError(f"{name} must hold integer indices, found {array[~whole][0]!r}")
+    elif array.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
-    else:
-        raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
-    if out.size and out.min() < 0:
-        raise ValueError(f"{name} must hold non-negative indices, found {int(out.min())}")
-    return out
+    low, high = array.min(), array.max()
+    if low < 0:
+        raise ValueError(f"{name} must hold non-negative indices, found {low!r}")
+    if high >= 2**31 - 1:
+        raise ValueError(f"{name}: indices must be below 2**31 - 1, found {high!r}")
+    return array.astype(np.int32, copy=False)
 
 
 def as_rating_array(name, values):
-    """Return a 1-D float32 copy of finite ratings, or raise naming `name`."""
+    """Return finite 1-D ratings as float32 (without copying float32 input), or raise naming
+    `name`.  The result is never written to."""
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
@@ -83,7 +84,7 @@ def as_rating_array(name, values):
     bad = ~np.isfinite(array)
     if bad.any():
         raise ValueError(f"{name} must be finite, found {array[bad][0]!r} at position {int(np.flatnonzero(bad)[0])}")
-    return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)
 
 
 def as_training_data(name, X):
@@ -108,6 +109,13 @@ def as_training_data(name, X):
 def _from_sparse(name, X):
     if X.ndim != 2:
         raise ValueError(f"{name} must be two-dimensional, got {X.ndim} dimensions")
+    if X.format == "csr" and X.has_canonical_format:
+        # Already sorted without duplicates: use the caller's arrays read-only, no copy.
+        data = X.data if X.data.dtype == np.float32 else as_rating_array(f"{name}.data", X.data)
+        if X.data.dtype == np.float32 and not np.isfinite(data).all():
+            as_rating_array(f"{name}.data", data)
+        return IndexedRatings(X.indptr.astype(np.int64), X.indices.astype(np.int32, copy=False),
+                              data, X.shape[0], X.shape[1])
     coo = sp.coo_matrix(X, copy=True)
     n_stored = coo.nnz
     csr = coo.tocsr()
@@ -130,13 +138,11 @@ def _from_triplets(name, users, items, ratings):
         )
     if len(values) == 0:
         raise ValueError(f"{name} holds no ratings")
-    if users.max() >= 2**31 - 1 or items.max() >= 2**31 - 1:
-        raise ValueError(f"{name}: indices must be below 2**31 - 1")
     shape = (int(users.max()) + 1, int(items.max()) + 1)
     csr = sp.csr_matrix((values, (users, items)), shape=shape)
     csr.sum_duplicates()
     if csr.nnz != len(values):
-        key = users * shape[1] + items
+        key = users.astype(np.int64) * shape[1] + items
         uniq, counts = np.unique(key, return_counts=True)
         dup = int(uniq[np.argmax(counts > 1)])
         raise ValueError(
@@ -144,5 +150,5 @@ def _from_triplets(name, users, items, ratings):
             f"aggregate duplicates first (mfsgd.Ratings has a duplicates= policy)"
         )
     csr.sort_indices()
-    return IndexedRatings(csr.indptr.astype(np.int64), csr.indices.astype(np.int32),
-                          csr.data.astype(np.float32), shape[0], shape[1])
+    return IndexedRatings(csr.indptr.astype(np.int64), csr.indices.astype(np.int32, copy=False),
+                          csr.data.astype(np.float32, copy=False), shape[0], shape[1])

@@ -306,15 +306,18 @@ class MatrixFactorization(ParamsMixin):
         k = self.user_factors_.shape[1]
         n_blocks = (auto_n_blocks(train.n_users, train.n_items, k, self.user_factors_.itemsize)
                     if self.n_blocks == "auto" else min(self.n_blocks, train.n_users, train.n_items))
-        self._layout = build_layout(train, n_blocks, rng)
+        item_counts = _sgd.count_items(np.ascontiguousarray(train.indices, dtype=np.int32),
+                                       train.n_items)
+        self._layout = build_layout(train, n_blocks, rng, item_counts)
         self._user_counts = np.diff(train.indptr).astype(np.float64)
-        self._item_counts = np.bincount(train.indices, minlength=train.n_items).astype(np.float64)
+        self._item_counts = item_counts.astype(np.float64)
         self._n_train = len(train)
 
     @staticmethod
     def _initial_factors(rng, n, k, dtype, params):
-        factors = rng.normal(0.0, params["init_std"], size=(n, k)).astype(dtype)
-        return np.abs(factors) if params.get("non_negative") else factors
+        factors = rng.standard_normal((n, k), dtype=dtype)
+        factors *= np.dtype(dtype).type(params["init_std"])
+        return np.abs(factors, out=factors) if params.get("non_negative") else factors
 
     def _flags(self, params):
         return ((_sgd.FLAG_BIASED if self.biased else 0)
@@ -386,8 +389,9 @@ class MatrixFactorization(ParamsMixin):
             setattr(self, name, value)
 
     def _check_finite(self, sse, lr, epoch):
-        if np.isfinite(sse) and np.isfinite(self.user_factors_).all() and \
-                np.isfinite(self.item_factors_).all():
+        # A sum is finite only when every term is: no temporary the size of the factors.
+        if np.isfinite(sse) and np.isfinite(np.sum(self.user_factors_, dtype=np.float64)) and \
+                np.isfinite(np.sum(self.item_factors_, dtype=np.float64)):
             return
         raise DivergenceError(
             f"training diverged at epoch {epoch + 1}: the squared error became {sse!r} with "
@@ -396,8 +400,8 @@ class MatrixFactorization(ParamsMixin):
     def _penalty(self, params):
         """Regularization part of the objective: each rating penalizes its own user and item."""
         reg, bias_reg = params["regularization"], params["bias_regularization"]
-        user_sq = np.einsum("ij,ij->i", self.user_factors_, self.user_factors_, dtype=np.float64)
-        item_sq = np.einsum("ij,ij->i", self.item_factors_, self.item_factors_, dtype=np.float64)
+        user_sq = np.einsum("ij,ij->i", self.user_factors_, self.user_factors_).astype(np.float64)
+        item_sq = np.einsum("ij,ij->i", self.item_factors_, self.item_factors_).astype(np.float64)
         penalty = reg * (self._user_counts @ user_sq + self._item_counts @ item_sq)
         if self.biased:
             penalty += bias_reg * (self._user_counts @ np.square(self.user_bias_, dtype=np.float64)
@@ -577,10 +581,10 @@ def _fingerprint(ratings):
     """Digest of a rating set's CSR arrays and ids, to recognise the same training data."""
     digest = hashlib.blake2b(digest_size=16)
     for array in (ratings.indptr, ratings.indices, ratings.data):
-        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(np.ascontiguousarray(array).data)
     if not isinstance(ratings, IndexedRatings):
         for ids in (ratings.user_ids, ratings.item_ids):
-            digest.update(np.ascontiguousarray(ids).tobytes())
+            digest.update(np.ascontiguousarray(ids).data)
     digest.update(f"{ratings.n_users},{ratings.n_items}".encode())
     return digest.hexdigest()
 
