@@ -76,7 +76,8 @@ class MatrixFactorization(ParamsMixin):
         training (after recording the epoch).
     n_blocks : int or "auto", default="auto"
         Row/column blocks of the stratified schedule (1 = plain serial SGD over users in
-        random order). Results depend on it, not on the thread count.
+        random order). "auto" picks 2 to 16 from the data size and k (see
+        ``mfsgd._layout.auto_n_blocks``). Results depend on it, not on the thread count.
     n_threads : int or None, default=None
         OpenMP threads; None uses all cores.
     random_state : int, numpy Generator or None
@@ -304,7 +305,8 @@ class MatrixFactorization(ParamsMixin):
     def _prepare_training(self, train, params, rng):
         """Lay the training ratings out for the kernel and count ratings per row."""
         k = self.user_factors_.shape[1]
-        n_blocks = (auto_n_blocks(train.n_users, train.n_items, k, self.user_factors_.itemsize)
+        n_blocks = (auto_n_blocks(train.n_users, train.n_items, len(train), k,
+                                  self.user_factors_.itemsize)
                     if self.n_blocks == "auto" else min(self.n_blocks, train.n_users, train.n_items))
         item_counts = _sgd.count_items(np.ascontiguousarray(train.indices, dtype=np.int32),
                                        train.n_items)
