@@ -173,6 +173,9 @@ def plot(results, path):
             ax.plot([y["k"] for y in ys], [y["median_mupd_s"] for y in ys], "k--", marker="s",
                     label=f"yardstick {size}, 1 thr")
     ax.set_xscale("log", base=2)
+    ks = sorted({r["n_factors"] for r in grid})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
     ax.set_xlabel("factors k")
     ax.set_ylabel("million rating updates / s")
     ax.set_title("throughput vs k")

@@ -62,6 +62,9 @@ def build_parser():
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="cache of generated data sets (default OUT/data)")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement wait up to SECONDS for other processes to "
+                        "use under 0.1 core (for shared machines; default 0: do not wait)")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--quick", action="store_true",
                    help="under a minute: 1M ratings, k 32 and 128, threads 1 and 2, 3 epochs, "
@@ -110,6 +113,22 @@ def run_config(npz, n_factors, n_threads, n_epochs, timeout=6 * 3600):
     if Path(result["mfsgd_file"]).resolve() != Path(mfsgd.__file__).resolve():
         raise RuntimeError(f"worker imported {result['mfsgd_file']}, not {mfsgd.__file__}")
     return result
+
+
+def wait_until_idle(limit, threshold=0.1, sample=0.5):
+    """Wait up to `limit` seconds for the machine's busy CPU to drop under `threshold` cores.
+
+    Returns the last sampled load in cores (None without /proc/stat)."""
+    import time
+    deadline = time.monotonic() + limit
+    while True:
+        busy0, start = measure._busy_cpu_seconds(), time.monotonic()
+        if busy0 is None:
+            return None
+        time.sleep(sample)
+        load = (measure._busy_cpu_seconds() - busy0) / (time.monotonic() - start)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
 
 
 def scaling(grid, n_factors):
@@ -163,6 +182,8 @@ def run_suite(args, log=print):
         for k in args.factors:
             ystick = None
             if use_yardstick and ds["csr"]:
+                if args.wait_idle > 0:
+                    wait_until_idle(args.wait_idle)
                 ystick = run_yardstick(bench, ds["csr"], k, args.epochs)
                 ystick.update(size_label=label, n_ratings_requested=n_ratings)
                 yardsticks.append(ystick)
@@ -170,6 +191,8 @@ def run_suite(args, log=print):
                     notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
             one_thread = None
             for t in args.threads:
+                if args.wait_idle > 0:
+                    wait_until_idle(args.wait_idle)
                 row = run_config(ds["npz"], k, t, args.epochs)
                 row.update(size_label=label, n_ratings_requested=n_ratings,
                            data_users=ds["users"], data_items=ds["items"])
@@ -203,7 +226,7 @@ def run_suite(args, log=print):
                             "compare": args.compare, "quick": args.quick,
                             "split": "90/10 random (seed 0)", "random_state": 0,
                             "data_source": data_source, "bench_dir": str(bench) if bench else None,
-                            "scaling_k": args.scaling_k},
+                            "scaling_k": args.scaling_k, "wait_idle": args.wait_idle},
                "grid": grid, "yardstick": yardsticks,
                "scaling": scaling(grid, args.scaling_k), "notes": notes}
     for s in results["scaling"]:
