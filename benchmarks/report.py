@@ -170,8 +170,9 @@ def plot(results, path):
         ys = sorted((y for y in results["yardstick"] if y["size_label"] == size
                      and y["median_mupd_s"]), key=lambda y: y["k"])
         if ys:
-            ax.plot([y["k"] for y in ys], [y["median_mupd_s"] for y in ys], "k--", marker="s",
-                    label=f"yardstick {size}, 1 thr")
+            shade = str(0.6 * sizes.index(size) / max(1, len(sizes) - 1))  # black to grey
+            ax.plot([y["k"] for y in ys], [y["median_mupd_s"] for y in ys], "--", color=shade,
+                    marker="s", label=f"yardstick {size}, 1 thr")
     ax.set_xscale("log", base=2)
     ks = sorted({r["n_factors"] for r in grid})
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -197,7 +198,7 @@ def plot(results, path):
     for label, curve in rmse_curves(results):
         ax.plot([p["seconds"] for p in curve], [p["valid_rmse"] for p in curve], "o-",
                 markersize=3, label=label)
-    ax.set_xlabel("cumulative training seconds")
+    ax.set_xlabel(results.get("curve_xlabel", "seconds"))
     ax.set_ylabel("test RMSE")
     ax.set_title(results.get("curve_title", "RMSE vs time"))
     ax.legend(fontsize=7)
@@ -214,6 +215,7 @@ def rmse_curves(results):
     sc = results.get("surprise")
     if sc and "surprise" in sc:
         results["curve_title"] = f"RMSE vs time, ML-100K {sc['split']}, k={sc['n_factors']}"
+        results["curve_xlabel"] = "fit seconds (mfsgd: set-up + epochs so far)"
         curves = [("Surprise SVD (refit per point)", sc["surprise"]["curve"])]
         curves += [(f"mfsgd {name.replace('_t', ', ')} thr", r["curve"])
                    for name, r in sc["mfsgd"].items()]
@@ -224,5 +226,6 @@ def rmse_curves(results):
     size = max(grid, key=lambda r: r["n_ratings"])["size_label"]
     k = min(r["n_factors"] for r in grid)
     results["curve_title"] = f"RMSE vs time, synthetic {size} test split, k={k}"
+    results["curve_xlabel"] = "cumulative epoch seconds"
     return [(f"mfsgd {r['n_threads']} thr", r["valid_curve"]) for r in grid
             if r["size_label"] == size and r["n_factors"] == k and r["valid_curve"]]
