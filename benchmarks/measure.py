@@ -62,6 +62,17 @@ def _own_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def kernel_isa(n_factors=None):
+    """The instruction set mfsgd's kernel uses (for `n_factors` when it chooses per k)."""
+    from mfsgd import _sgd
+    if n_factors is not None:
+        try:
+            return _sgd.current_isa(n_factors)
+        except TypeError:  # a kernel with one ISA for every k
+            pass
+    return _sgd.current_isa()
+
+
 def load_split(path, test_fraction=TEST_FRACTION, seed=SPLIT_SEED):
     """(train, test) index triplets from an .npz with arrays u, i, r, split at random."""
     with np.load(path) as data:
@@ -102,7 +113,6 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     (peak during fit minus RSS before fit), ru_maxrss_mib (peak of the whole process).
     """
     import mfsgd
-    from mfsgd import _sgd
 
     train, test = load_split(data)
     model = mfsgd.MatrixFactorization(n_factors=n_factors, n_epochs=n_epochs,
@@ -142,7 +152,7 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
         "other_load_cores": (max(0.0, (busy1 - busy0) - (own1 - own0)) / fit_seconds
                              if busy0 is not None and fit_seconds > 0 else None),
         "loadavg_1min_after": os.getloadavg()[0],
-        "kernel_isa": _sgd.current_isa(),
+        "kernel_isa": kernel_isa(n_factors),
         "mfsgd_file": mfsgd.__file__,
     }
     if result["peak_rss_fit_mib"] is not None and result["rss_before_fit_mib"] is not None:

@@ -17,9 +17,12 @@ GRID_COLUMNS = [
 ]
 
 
-def machine_info():
+def machine_info(factors=()):
+    """CPU, cores, memory, kernel ISA (per k in `factors` too), versions, date, git commit."""
     import mfsgd
     from mfsgd import _sgd
+
+    from .measure import kernel_isa
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -36,7 +39,7 @@ def machine_info():
         pass
     commit = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
                                 text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
@@ -44,11 +47,19 @@ def machine_info():
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu_model": cpu, "cores": os.cpu_count(),
         "memory_gib": round(memory_gib, 1) if memory_gib else None,
-        "kernel_isa": _sgd.current_isa(), "openmp": bool(_sgd.HAVE_OPENMP),
+        "kernel_isa": kernel_isa(), "openmp": bool(_sgd.HAVE_OPENMP),
+        "kernel_isa_by_k": {str(k): kernel_isa(k) for k in factors},
         "numpy": np.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "mfsgd_version": mfsgd.__version__,
         "mfsgd_file": mfsgd.__file__, "git_commit": commit or None,
     }
+
+
+def _isa_text(machine):
+    by_k = machine.get("kernel_isa_by_k") or {}
+    if len(set(by_k.values())) > 1:
+        return ", ".join(f"{isa} at k={k}" for k, isa in by_k.items())
+    return next(iter(by_k.values()), machine["kernel_isa"])
 
 
 def _fmt(value, digits=2):
@@ -90,7 +101,7 @@ def markdown(results):
     m = results["machine"]
     lines = [f"# mfsgd benchmarks, {m['date']}", "",
              f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB; kernel ISA "
-             f"{m['kernel_isa']}, OpenMP {m['openmp']}; numpy {m['numpy']}, Python "
+             f"{_isa_text(m)}, OpenMP {m['openmp']}; numpy {m['numpy']}, Python "
              f"{m['python']}; mfsgd {m['mfsgd_version']} ({m['git_commit']}).", "",
              f"Settings: {results['settings']['n_epochs']} epochs, data "
              f"{results['settings']['data_source']}, 90/10 split, random_state=0. "

@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable, 
     sys.path.append(str(HERE.parent))  # that an installed or PYTHONPATH mfsgd still comes first
 
 from benchmarks import data  # noqa: E402
+from benchmarks.measure import kernel_isa  # noqa: E402
 from benchmarks.yardstick import run_yardstick  # noqa: E402
 
 USERS, ITEMS, RATINGS = 100_000, 10_000, 5_000_000
@@ -37,7 +38,6 @@ def main(argv=None):
         print("yardstick folder not found ($MFSGD_BENCH_DIR or ../shared/bench): nothing to compare")
         return 1
     import mfsgd
-    from mfsgd import _sgd
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     csr = args.data_dir / f"synth-5M-u{USERS}-i{ITEMS}-s0.csr"
@@ -49,8 +49,9 @@ def main(argv=None):
         ratings = (f["u"], f["i"], f["r"])
     n = len(ratings[2])
     print(f"{n:,} ratings ({USERS:,} users x {ITEMS:,} items), {args.epochs} epochs, one thread, "
-          f"ISA {_sgd.current_isa()}, mfsgd from {Path(mfsgd.__file__).parent}")
-    print("| k | mfsgd Mupd/s | yardstick Mupd/s | mfsgd/yardstick |\n|---|---|---|---|")
+          f"mfsgd from {Path(mfsgd.__file__).parent}")
+    print("| k | kernel ISA | mfsgd Mupd/s | yardstick Mupd/s | mfsgd/yardstick |\n"
+          "|---|---|---|---|---|")
     for k in (int(x) for x in args.factors.split(",")):
         model = mfsgd.MatrixFactorization(n_factors=k, n_epochs=args.epochs, n_threads=1,
                                           random_state=0)
@@ -59,7 +60,7 @@ def main(argv=None):
         ours = n / seconds / 1e6
         theirs = run_yardstick(bench, csr, k, args.epochs)["median_mupd_s"]
         ratio = f"{ours / theirs:.2f}" if theirs else "–"
-        print(f"| {k} | {ours:.1f} | {theirs if theirs is not None else '–'} | {ratio} |",
+        print(f"| {k} | {kernel_isa(k)} | {ours:.1f} | {theirs if theirs is not None else '–'} | {ratio} |",
               flush=True)
     print(f"({time.strftime('%Y-%m-%d %H:%M')}; the yardstick visits ratings in stored order "
           "without biases, mfsgd in its blocked shuffled order with biases)")

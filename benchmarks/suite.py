@@ -189,13 +189,13 @@ def run_suite(args, log=print):
     args = resolve(args)
     bench = data.bench_dir()
     use_yardstick = "yardstick" in args.compare and bench is not None
-    machine = report.machine_info()
+    machine = report.machine_info(args.factors)
     notes = []
     if "yardstick" in args.compare and bench is None:
         notes.append("yardstick folder not found ($MFSGD_BENCH_DIR or ../shared/bench): "
                      "yardstick skipped, data from mfsgd.make_synthetic")
     log(f"# mfsgd benchmarks, {machine['date']}")
-    log(f"{machine['cpu_model']}, {machine['cores']} cores, ISA {machine['kernel_isa']}, "
+    log(f"{machine['cpu_model']}, {machine['cores']} cores, ISA {report._isa_text(machine)}, "
         f"OpenMP {machine['openmp']}, numpy {machine['numpy']}, mfsgd from {machine['mfsgd_file']}")
     log(f"yardstick: {bench or 'not found'}; sizes {[data.format_count(n) for n in args.ratings]}, "
         f"k {args.factors}, threads {args.threads}, {args.epochs} epochs\n")
