@@ -57,6 +57,17 @@ def _busy_cpu_seconds():
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+MIN_LOAD_SECONDS = 0.05
+
+
+def other_load(busy, own, wall):
+    """Cores used by other processes: machine busy seconds minus our own, over the wall time,
+    clipped to [0, cores]; None when `wall` is too short for /proc/stat's 10 ms ticks."""
+    if wall < MIN_LOAD_SECONDS:
+        return None
+    return min(max(0.0, busy - own) / wall, float(os.cpu_count() or 1))
+
+
 def _own_cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -149,8 +160,9 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
         "peak_reset": peak_reset,
         # CPU used by other processes during the fit, in cores (0 on an idle machine): the
         # machine's busy time from /proc/stat minus this process's own CPU time, over the wall
-        "other_load_cores": (max(0.0, (busy1 - busy0) - (own1 - own0)) / fit_seconds
-                             if busy0 is not None and fit_seconds > 0 else None),
+        # (None for fits under MIN_LOAD_SECONDS: /proc/stat counts in 10 ms ticks)
+        "other_load_cores": other_load(busy1 - busy0, own1 - own0, fit_seconds)
+                            if busy0 is not None else None,
         "loadavg_1min_after": os.getloadavg()[0],
         "kernel_isa": kernel_isa(n_factors),
         "mfsgd_file": mfsgd.__file__,

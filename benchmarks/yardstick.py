@@ -4,7 +4,7 @@ import resource
 import subprocess
 import time
 
-from .measure import _busy_cpu_seconds
+from .measure import _busy_cpu_seconds, other_load
 
 
 def run_yardstick(bench, csr_path, k, epochs, timeout=3600):
@@ -22,8 +22,7 @@ def run_yardstick(bench, csr_path, k, epochs, timeout=3600):
     result = subprocess.run([str(bench / "yardstick.sh"), str(csr_path), str(k), str(epochs)],
                             capture_output=True, text=True, timeout=timeout)
     wall, busy1, own1 = time.perf_counter() - start, _busy_cpu_seconds(), children_cpu()
-    other = (max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
-             if busy0 is not None and wall > 0 else None)
+    other = other_load(busy1 - busy0, own1 - own0, wall) if busy0 is not None else None
     match = re.search(r"^median_mupd_s\s+([0-9.eE+-]+)\s*$", result.stdout, re.MULTILINE)
     if result.returncode != 0 or not match:
         return {"k": k, "median_mupd_s": None,
