@@ -1,0 +1,190 @@
+"""One benchmark configuration: load a rating set, split it 90/10, fit, measure.
+
+This module imports only the standard library, numpy and mfsgd, so that it can also run as a
+script (the suite runs every configuration in a fresh subprocess, which makes the memory
+numbers belong to that one fit):
+
+    python benchmarks/measure.py '{"data": "r.npz", "n_factors": 32, "n_threads": 1, "n_epochs": 3}'
+
+prints one JSON object (the result of `measure_fit`) on its last line of stdout.
+"""
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+TEST_FRACTION = 0.1
+SPLIT_SEED = 0
+
+
+def _status_kib():
+    """VmRSS and VmHWM of this process in KiB from /proc/self/status ({} off Linux)."""
+    values = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return values
+
+
+def _reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _busy_cpu_seconds():
+    """CPU seconds all cores spent busy since boot (/proc/stat), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle                              # up to steal, without guest
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+MIN_LOAD_SECONDS = 0.05
+
+
+def other_load(busy, own, wall):
+    """Cores used by other processes: machine busy seconds minus our own, over the wall time,
+    clipped to [0, cores]; None when `wall` is too short for /proc/stat's 10 ms ticks."""
+    if wall < MIN_LOAD_SECONDS:
+        return None
+    return min(max(0.0, busy - own) / wall, float(os.cpu_count() or 1))
+
+
+def _own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def kernel_isa(n_factors=None):
+    """The instruction set mfsgd's kernel uses (for `n_factors` when it chooses per k)."""
+    from mfsgd import _sgd
+    if n_factors is not None:
+        try:
+            return _sgd.current_isa(n_factors)
+        except TypeError:  # a kernel with one ISA for every k
+            pass
+    return _sgd.current_isa()
+
+
+def load_split(path, test_fraction=TEST_FRACTION, seed=SPLIT_SEED):
+    """(train, test) index triplets from an .npz with arrays u, i, r, split at random."""
+    with np.load(path) as data:
+        users, items, ratings = data["u"], data["i"], data["r"]
+    order = np.random.default_rng(seed).permutation(len(ratings))
+    n_test = int(round(len(ratings) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return ((users[train], items[train], ratings[train]),
+            (users[test], items[test], ratings[test]))
+
+
+def median_epoch_seconds(history):
+    """Median of history_[i]["seconds"] over all epochs."""
+    return float(np.median([record["seconds"] for record in history]))
+
+
+def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True, **params):
+    """Fit MatrixFactorization on the 90 % split of `data` and return the measurements.
+
+    Parameters
+    ----------
+    data : str
+        An .npz file with integer arrays u, i and float array r (as written by the
+        yardstick's csrfile.py).
+    n_factors, n_threads, n_epochs, random_state :
+        Passed to MatrixFactorization; other keyword arguments too.
+    validate : bool
+        Record the test RMSE after every epoch (outside the timed kernel call) for the
+        RMSE-versus-time curve.
+
+    Returns
+    -------
+    dict with n_ratings, n_train, n_test, epoch_seconds (list), median_epoch_seconds,
+    mupd_s (= n_train / median epoch seconds / 1e6), fit_seconds (wall time of fit),
+    other_load_cores (CPU that other processes used during the fit, in cores),
+    test_rmse, valid_curve (per epoch: cumulative kernel seconds and test RMSE), and memory:
+    rss_before_fit_mib, peak_rss_fit_mib (VmHWM reset just before fit), fit_increase_mib
+    (peak during fit minus RSS before fit), ru_maxrss_mib (peak of the whole process).
+    """
+    import mfsgd
+
+    train, test = load_split(data)
+    model = mfsgd.MatrixFactorization(n_factors=n_factors, n_epochs=n_epochs,
+                                      n_threads=n_threads, random_state=random_state, **params)
+    gc.collect()
+    before = _status_kib()
+    peak_reset = _reset_peak_rss()
+    busy0, own0 = _busy_cpu_seconds(), _own_cpu_seconds()
+    start = time.perf_counter()
+    model.fit(train, validation=test if validate else None)
+    fit_seconds = time.perf_counter() - start
+    busy1, own1 = _busy_cpu_seconds(), _own_cpu_seconds()
+    after = _status_kib()
+    test_rmse = model.score(test)
+    seconds = [record["seconds"] for record in model.history_]
+    median = median_epoch_seconds(model.history_)
+    cumulative = np.cumsum(seconds)
+    curve = [{"epoch": r["epoch"], "seconds": float(c), "valid_rmse": r["valid_rmse"]}
+             for r, c in zip(model.history_, cumulative) if "valid_rmse" in r]
+    mib = 1.0 / 1024
+    result = {
+        "n_factors": n_factors, "n_threads": n_threads, "n_epochs": n_epochs,
+        "n_ratings": len(train[2]) + len(test[2]), "n_train": len(train[2]),
+        "n_test": len(test[2]), "n_users": int(model.n_users_), "n_items": int(model.n_items_),
+        "n_blocks": int(model._layout.n_blocks),
+        "epoch_seconds": seconds, "median_epoch_seconds": median,
+        "mupd_s": len(train[2]) / median / 1e6 if median > 0 else None,
+        "fit_seconds": fit_seconds,
+        "test_rmse": float(test_rmse), "train_rmse": float(model.history_[-1]["train_rmse"]),
+        "valid_curve": curve,
+        "rss_before_fit_mib": before.get("VmRSS", 0) * mib if before else None,
+        "peak_rss_fit_mib": after.get("VmHWM", 0) * mib if (after and peak_reset) else None,
+        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * mib,
+        "peak_reset": peak_reset,
+        # CPU used by other processes during the fit, in cores (0 on an idle machine): the
+        # machine's busy time from /proc/stat minus this process's own CPU time, over the wall
+        # (None for fits under MIN_LOAD_SECONDS: /proc/stat counts in 10 ms ticks)
+        "other_load_cores": other_load(busy1 - busy0, own1 - own0, fit_seconds)
+                            if busy0 is not None else None,
+        "loadavg_1min_after": os.getloadavg()[0],
+        "kernel_isa": kernel_isa(n_factors),
+        "mfsgd_file": mfsgd.__file__,
+    }
+    if result["peak_rss_fit_mib"] is not None and result["rss_before_fit_mib"] is not None:
+        result["fit_increase_mib"] = result["peak_rss_fit_mib"] - result["rss_before_fit_mib"]
+    else:  # no way to reset the high-water mark: fall back to the whole-process peak
+        result["fit_increase_mib"] = (result["ru_maxrss_mib"] - result["rss_before_fit_mib"]
+                                      if result["rss_before_fit_mib"] is not None else None)
+    return result
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    config = json.loads(argv[0])
+    result = measure_fit(**config)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The benchmark suite: options, the configuration grid, comparisons and the results files."""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import data, measure, report, surprise_compare
+from .yardstick import run_yardstick
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+COMPARE_CHOICES = ("yardstick", "surprise", "none")
+
+
+def _count_list(text):
+    try:
+        return [data.parse_count(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _int_list(text):
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need positive integers, got {text!r}")
+    return values
+
+
+def _compare_list(text):
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [v for v in values if v not in COMPARE_CHOICES]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(
+            f"--compare takes a comma list of {', '.join(COMPARE_CHOICES)}; got {text!r}")
+    return [] if "none" in values else values
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Throughput, scaling, memory and accuracy of mfsgd, beside the serial C "
+                    "yardstick and Surprise's SVD when they are available.")
+    p.add_argument("--ratings", type=_count_list, default=None,
+                   help="requested synthetic sizes, e.g. 1M,10M,50M (default 1M,10M; users = "
+                        "ratings/50, items = ratings/500)")
+    p.add_argument("--factors", type=_int_list, default=None,
+                   help="factor counts k (default 16,32,64,128,256)")
+    p.add_argument("--threads", type=_int_list, default=None, help="thread counts (default 1,2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 5)")
+    p.add_argument("--compare", type=_compare_list, default=None,
+                   help="comma list of yardstick, surprise, none (default yardstick,surprise; "
+                        "each skipped when unavailable)")
+    p.add_argument("--scaling-k", type=int, default=None,
+                   help="k of the scaling table (default 32 if measured, else the smallest k)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="cache of generated data sets (default OUT/data)")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement wait up to SECONDS for other processes to "
+                        "use under 0.1 core (for shared machines; default 0: do not wait)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="repeat a measurement during which other processes used over 0.25 core, "
+                        "up to this many times, keeping the least disturbed run (default 2 "
+                        "with --wait-idle, else 0)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    p.add_argument("--quick", action="store_true",
+                   help="under a minute: 1M ratings, k 32 and 128, threads 1 and 2, 3 epochs, "
+                        "yardstick only (explicit options still win)")
+    return p
+
+
+def resolve(args):
+    """Fill the options left unset from the --quick or the full defaults."""
+    if args.quick:
+        defaults = dict(ratings=[10**6], factors=[32, 128], threads=[1, 2], epochs=3,
+                        compare=["yardstick"])
+    else:
+        defaults = dict(ratings=[10**6, 10**7], factors=[16, 32, 64, 128, 256], threads=[1, 2],
+                        epochs=5, compare=["yardstick", "surprise"])
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.epochs < 1:
+        raise SystemExit("--epochs must be at least 1")
+    if args.scaling_k is None:
+        args.scaling_k = 32 if 32 in args.factors else min(args.factors)
+    if args.data_dir is None:
+        args.data_dir = args.out / "data"
+    if args.retries is None:
+        args.retries = 2 if args.wait_idle > 0 else 0
+    return args
+
+
+def run_config(npz, n_factors, n_threads, n_epochs, timeout=6 * 3600):
+    """Run measure.measure_fit in a fresh Python process and return its dict.
+
+    The child imports the same mfsgd as this process (its folder goes first on PYTHONPATH)
+    and runs measure.py as a script, so the source checkout is not put on sys.path.
+    """
+    import mfsgd
+    config = {"data": str(npz), "n_factors": n_factors, "n_threads": n_threads,
+              "n_epochs": n_epochs}
+    env = dict(os.environ)
+    parent = str(Path(mfsgd.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in
+                                                    env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    proc = subprocess.run([sys.executable, measure.__file__, json.dumps(config)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed for {config}:\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if Path(result["mfsgd_file"]).resolve() != Path(mfsgd.__file__).resolve():
+        raise RuntimeError(f"worker imported {result['mfsgd_file']}, not {mfsgd.__file__}")
+    return result
+
+
+DISTURBED = 0.25  # cores used by other processes above which a measurement is repeated
+
+
+def least_disturbed(measure_once, args):
+    """Run `measure_once()` (after waiting for an idle machine when asked), again up to
+    args.retries times while other processes used over DISTURBED cores meanwhile; return the
+    run with the least other load, with the number of attempts."""
+    best = None
+    for attempt in range(1, args.retries + 2):
+        if args.wait_idle > 0:
+            wait_until_idle(args.wait_idle)
+        result = measure_once()
+        load = result.get("other_load_cores")
+        if best is None or (load or 0) < (best.get("other_load_cores") or 0):
+            best = result
+        best["attempts"] = attempt
+        if load is None or load <= DISTURBED:
+            break
+    return best
+
+
+def wait_until_idle(limit, threshold=0.1, sample=0.5):
+    """Wait up to `limit` seconds for the machine's busy CPU to drop under `threshold` cores.
+
+    Returns the last sampled load in cores (None without /proc/stat)."""
+    import time
+    deadline = time.monotonic() + limit
+    while True:
+        busy0, start = measure._busy_cpu_seconds(), time.monotonic()
+        if busy0 is None:
+            return None
+        time.sleep(sample)
+        load = (measure._busy_cpu_seconds() - busy0) / (time.monotonic() - start)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+
+
+def scaling(grid, n_factors):
+    """Per thread count: a line through the origin of epoch seconds vs training ratings."""
+    out = []
+    for t in sorted({r["n_threads"] for r in grid}):
+        rows = sorted((r for r in grid if r["n_factors"] == n_factors and r["n_threads"] == t),
+                      key=lambda r: r["n_train"])
+        if len(rows) < 2:
+            continue
+        n = np.array([r["n_train"] for r in rows], dtype=float)
+        s = np.array([r["median_epoch_seconds"] for r in rows], dtype=float)
+        slope = float(n @ s / (n @ n))
+        residual = s - slope * n
+        total = float(((s - s.mean()) ** 2).sum())
+        r2 = 1.0 - float(residual @ residual) / total if total > 0 else float("nan")
+        base = s[0] / n[0]
+        out.append({
+            "n_factors": n_factors, "n_threads": t, "seconds_per_million": slope * 1e6,
+            "r2": r2, "r2_definition": "1 - SS_res / SS_tot (centred) of the fit s = c n",
+            "points": [{"size_label": r["size_label"], "n_train": r["n_train"],
+                        "seconds": r["median_epoch_seconds"],
+                        "us_per_rating": r["median_epoch_seconds"] / r["n_train"] * 1e6,
+                        "relative_cost": (r["median_epoch_seconds"] / r["n_train"]) / base}
+                       for r in rows]})
+    return out
+
+
+def run_suite(args, log=print):
+    """Run every configuration; write OUT/<stamp>.json, .md and .png; return the results."""
+    args = resolve(args)
+    bench = data.bench_dir()
+    use_yardstick = "yardstick" in args.compare and bench is not None
+    machine = report.machine_info(args.factors)
+    notes = []
+    if "yardstick" in args.compare and bench is None:
+        notes.append("yardstick folder not found ($MFSGD_BENCH_DIR or ../shared/bench): "
+                     "yardstick skipped, data from mfsgd.make_synthetic")
+    log(f"# mfsgd benchmarks, {machine['date']}")
+    log(f"{machine['cpu_model']}, {machine['cores']} cores, ISA {report._isa_text(machine)}, "
+        f"OpenMP {machine['openmp']}, numpy {machine['numpy']}, mfsgd from {machine['mfsgd_file']}")
+    log(f"yardstick: {bench or 'not found'}; sizes {[data.format_count(n) for n in args.ratings]}, "
+        f"k {args.factors}, threads {args.threads}, {args.epochs} epochs\n")
+
+    grid, yardsticks, header_done = [], [], False
+    data_source = None
+    for n_ratings in args.ratings:
+        ds = data.make_dataset(n_ratings, args.data_dir, bench=bench)
+        data_source = ds["source"]
+        label = data.format_count(n_ratings)
+        for k in args.factors:
+            ystick = None
+            if use_yardstick and ds["csr"]:
+                ystick = least_disturbed(
+                    lambda: run_yardstick(bench, ds["csr"], k, args.epochs), args)
+                ystick.update(size_label=label, n_ratings_requested=n_ratings)
+                yardsticks.append(ystick)
+                if ystick.get("error"):
+                    notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
+            one_thread = None
+            for t in args.threads:
+                row = least_disturbed(lambda: run_config(ds["npz"], k, t, args.epochs), args)
+                row.update(size_label=label, n_ratings_requested=n_ratings,
+                           data_users=ds["users"], data_items=ds["items"])
+                if ystick and ystick.get("median_mupd_s"):
+                    row["yardstick_mupd_s"] = ystick["median_mupd_s"]
+                    if t == 1:
+                        row["ratio_vs_yardstick"] = row["mupd_s"] / ystick["median_mupd_s"]
+                if t == 1:
+                    one_thread = row
+                elif one_thread:
+                    row["speedup_vs_1_thread"] = (one_thread["median_epoch_seconds"]
+                                                  / row["median_epoch_seconds"])
+                if not header_done:
+                    log(report.grid_header())
+                    header_done = True
+                log(report.grid_row(row))
+                grid.append(row)
+        if grid:
+            actual = grid[-1]["n_ratings"]
+            if actual != n_ratings:
+                notes.append(f"size {label}: {actual:,} distinct ratings ({ds['users']:,} users x "
+                             f"{ds['items']:,} items; the generator drops repeated pairs)")
+
+    busiest = max([r.get("other_load_cores") or 0 for r in grid + yardsticks], default=0)
+    if busiest > DISTURBED:
+        notes.append(f"other processes used up to {busiest:.2f} cores during some measurements "
+                     f"(of {machine['cores']}): those numbers are pessimistic, rerun when idle")
+    results = {"machine": machine,
+               "settings": {"ratings": args.ratings, "factors": args.factors,
+                            "threads": args.threads, "n_epochs": args.epochs,
+                            "compare": args.compare, "quick": args.quick,
+                            "split": "90/10 random (seed 0)", "random_state": 0,
+                            "data_source": data_source, "bench_dir": str(bench) if bench else None,
+                            "scaling_k": args.scaling_k, "wait_idle": args.wait_idle,
+                            "retries": args.retries},
+               "grid": grid, "yardstick": yardsticks,
+               "scaling": scaling(grid, args.scaling_k), "notes": notes}
+    for s in results["scaling"]:
+        log(f"\nscaling k={s['n_factors']} {s['n_threads']} thread(s): "
+            f"{s['seconds_per_million']:.4f} s per million ratings, R² {s['r2']:.4f}, "
+            "relative cost " + ", ".join(f"{p['size_label']} {p['relative_cost']:.2f}"
+                                         for p in s["points"]))
+
+    if "surprise" in args.compare:
+        ml = data.ml100k_dir()
+        if not surprise_compare.available():
+            results["surprise"] = {"skipped": "`import surprise` failed"}
+        elif ml is None:
+            results["surprise"] = {"skipped": "MovieLens 100K not found ($MFSGD_ML100K)"}
+        else:
+            log("\nSurprise SVD vs mfsgd on MovieLens 100K u1 (k=100, 20 epochs)")
+            results["surprise"] = surprise_compare.run(ml, threads=args.threads, log=log)
+        if "skipped" in results["surprise"]:
+            log(f"\nSurprise comparison skipped: {results['surprise']['skipped']}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = args.out / f"mfsgd-bench-{stamp}{'-quick' if args.quick else ''}"
+    text = report.markdown(results)  # before plotting: the plot may add curve_title
+    if not args.no_plot:
+        note = report.plot(results, base.with_suffix(".png"))
+        results["plot"] = note or str(base.with_suffix(".png"))
+        if note:
+            results["notes"].append(note)
+            text = report.markdown(results)
+    report.write_json(results, base.with_suffix(".json"))
+    base.with_suffix(".md").write_text(text)
+    results["files"] = {"json": str(base.with_suffix(".json")), "markdown": str(base.with_suffix(".md"))}
+    log(f"\nwrote {base}.json, .md" + ("" if args.no_plot else f", {results.get('plot')}"))
+    if results.get("surprise", {}).get("surprise"):
+        log("\n" + "\n".join(report.surprise_table(results["surprise"])))
+    return results
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_suite(args)
