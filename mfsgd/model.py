@@ -519,6 +519,37 @@ class MatrixFactorization(ParamsMixin):
         self._check_fitted()
         return self._item_map.all_raw()
 
+    def user_factors(self, users):
+        """Factor rows of users given by raw id (rows of `user_factors_`).
+
+        Parameters
+        ----------
+        users : id or array-like of ids
+
+        Returns
+        -------
+        ndarray, shape (n_factors,) for one id, else (len(users), n_factors)
+
+        Raises
+        ------
+        KeyError
+            When an id is unknown to the model.
+        """
+        return self._rows(self._user_map, self.user_factors_, users, "user")
+
+    def item_factors(self, items):
+        """Factor rows of items given by raw id (rows of `item_factors_`); see user_factors."""
+        return self._rows(self._item_map, self.item_factors_, items, "item")
+
+    def _rows(self, id_map, factors, raw, kind):
+        self._check_fitted()
+        index = id_map.lookup(np.atleast_1d(raw), f"{kind}s")
+        if (index < 0).any():
+            unknown = np.atleast_1d(raw)[index < 0][0]
+            raise KeyError(f"unknown {kind} id {unknown!r}")
+        rows = factors[index]
+        return rows[0] if np.ndim(raw) == 0 else rows
+
     def _indexed_pairs(self, ratings):
         """(user index, item index, rating) of a rating set, indices into this model (-1 unknown)."""
         users, items, values = ratings.to_coo()

@@ -206,3 +206,11 @@ def test_sparse_with_duplicates_is_refused():
     coo = sp.coo_matrix((np.array([1.0, 2.0]), (np.array([0, 0]), np.array([1, 1]))))
     with pytest.raises(ValueError, match="more than once"):
         small_model().fit(coo)
+
+
+def test_factor_rows_by_id(synthetic):
+    model = small_model().fit(synthetic[0])
+    assert np.array_equal(model.user_factors(3), model.user_factors_[3])
+    assert np.array_equal(model.item_factors([1, 2]), model.item_factors_[[1, 2]])
+    with pytest.raises(KeyError, match="unknown user id 999999"):
+        model.user_factors(999999)
