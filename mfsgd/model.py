@@ -545,7 +545,7 @@ class MatrixFactorization(ParamsMixin):
         self._check_fitted()
         index = id_map.lookup(np.atleast_1d(raw), f"{kind}s")
         if (index < 0).any():
-            unknown = np.atleast_1d(raw)[index < 0][0]
+            unknown = np.atleast_1d(raw)[index < 0][0].item()
             raise KeyError(f"unknown {kind} id {unknown!r}")
         rows = factors[index]
         return rows[0] if np.ndim(raw) == 0 else rows
