@@ -32,7 +32,7 @@ class IndexedRatings:
         """(min, max) of the ratings."""
         return float(self.data.min()), float(self.data.max())
 
-    def to_coo(self):
+    def index_arrays(self):
         """Return (user index int32, item index int32, rating float32) in CSR order."""
         users = np.repeat(np.arange(self.n_users, dtype=np.int32), np.diff(self.indptr))
         return users, self.indices, self.data
@@ -61,7 +61,7 @@ def _identity_index(raw, n):
 
 def take(ratings, positions):
     """The ratings at CSR `positions` of any rating set, as IndexedRatings in the same index space."""
-    users, items, values = ratings.to_coo()
+    users, items, values = ratings.index_arrays()
     positions = np.sort(np.asarray(positions, dtype=np.int64))
     counts = np.bincount(users[positions], minlength=ratings.n_users)
     indptr = np.zeros(ratings.n_users + 1, dtype=np.int64)

@@ -251,7 +251,7 @@ class MatrixFactorization(ParamsMixin):
 
     def _adopt_training_data(self, train, params, fingerprint):
         """Map new training data into this model's index space, growing it for new ids."""
-        users, items, values = train.to_coo()
+        users, items, values = train.index_arrays()
         raw_users = _raw_ids(train, "user", users)
         raw_items = _raw_ids(train, "item", items)
         self._user_map, n_new_users = self._user_map.extended(raw_users)
@@ -552,7 +552,7 @@ class MatrixFactorization(ParamsMixin):
 
     def _indexed_pairs(self, ratings):
         """(user index, item index, rating) of a rating set, indices into this model (-1 unknown)."""
-        users, items, values = ratings.to_coo()
+        users, items, values = ratings.index_arrays()
         return (self._user_map.lookup(_raw_ids(ratings, "user", users), "users"),
                 self._item_map.lookup(_raw_ids(ratings, "item", items), "items"), values)
 
@@ -621,7 +621,7 @@ def _hold_out(train, fraction, rng):
     if n_out >= n:
         raise ValueError(f"validation_fraction={fraction} leaves no training ratings out of {n}")
     order = rng.permutation(n)
-    users, items, values = train.to_coo()
+    users, items, values = train.index_arrays()
     held = np.sort(order[:n_out])
     held_pairs = (users[held].astype(np.int64), items[held].astype(np.int64), values[held])
     return take(train, order[n_out:]), held_pairs

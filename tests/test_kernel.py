@@ -90,7 +90,7 @@ def test_permutation_is_a_permutation_and_depends_on_seed():
 def test_layout_holds_every_rating_once(n_blocks):
     ratings = random_ratings()
     layout = build_layout(ratings, n_blocks, np.random.default_rng(0))
-    users, items, values = ratings.to_coo()
+    users, items, values = ratings.index_arrays()
     run_lengths = np.diff(layout.run_ptr)
     laid_users = np.repeat(layout.run_user, run_lengths)
     original = sorted(zip(users.tolist(), items.tolist(), values.tolist()))
