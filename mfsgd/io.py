@@ -1,0 +1,510 @@
+"""Read rating files: delimited text (plain, gzip or zip) to a :class:`~mfsgd.Ratings`."""
+import codecs
+import gzip
+import io
+import os
+import zipfile
+
+import numpy as np
+
+from . import _textscan
+from .ratings import DUPLICATE_POLICIES, Ratings
+
+COLUMN_ROLES = ("user", "item", "rating", "timestamp")
+# Tried in this order on the first lines; runs of whitespace come last.
+SEPARATOR_CANDIDATES = ("\t", "::", ",", ";", "|")
+WHITESPACE = r"\s+"
+BLOCK_BYTES = 4 << 20
+SAMPLE_LINES = 20
+SAMPLE_BYTES = 1 << 16
+_ASCII_PROBE = "\t\n\r ,;|:._-+0123456789eEnaNAzZ"
+_PLACEHOLDERS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01", b"\x02", b"\x03")
+
+
+def read_ratings(path, sep=None, columns=("user", "item", "rating"), header="infer",
+                 encoding="utf-8", rating_scale=None, duplicates="error", member=None):
+    """Read a delimited text file of ratings into a :class:`~mfsgd.Ratings`.
+
+    The file is parsed in chunks with vectorized numpy operations (no Python object per line),
+    at several million lines per second; pandas is not needed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A text file, a gzip-compressed text file, or a zip archive (recognized by their first
+        bytes, whatever the file name).
+    sep : str, optional
+        Field separator, for example ``"\\t"``, ``","`` or ``"::"``; ``r"\\s+"`` for runs of
+        spaces and tabs.  By default it is inferred from the first lines: the first of tab,
+        ``"::"``, comma, ``";"`` and ``"|"`` that splits every one of them into
+        ``len(columns)`` fields, else runs of whitespace.
+    columns : sequence of str or None, default=("user", "item", "rating")
+        The meaning of each field, in order: ``"user"``, ``"item"``, ``"rating"``,
+        ``"timestamp"``, or None (or ``"_"``) for a field to skip.  Every line must have
+        exactly ``len(columns)`` fields; "user", "item" and "rating" are required.
+    header : {"infer", True, False}, default="infer"
+        Whether the first line holds column names.  "infer" treats the first line as a
+        header when one of its rating or timestamp fields is not a number.
+    encoding : str, default="utf-8"
+        Text encoding, used for the separator, the header and string ids (for example
+        "latin-1" for MovieLens 100K and 1M).  A UTF-8 byte-order mark is skipped.
+    rating_scale : (float, float), optional
+        Lowest and highest allowed rating; a rating outside raises ValueError with its line.
+    duplicates : {"error", "last", "mean"}, default="error"
+        What to do with several ratings of one (user, item), see
+        :meth:`Ratings.from_arrays`; "last" keeps the one latest in the file.
+    member : str, optional
+        The file to read inside a zip archive; may be omitted when the archive holds a
+        single file.
+
+    Returns
+    -------
+    Ratings
+        User and item ids are integers when every id of the column is a decimal integer,
+        else strings; ``timestamps`` is set when `columns` has a "timestamp".
+
+    Raises
+    ------
+    ValueError
+        For a malformed line (wrong number of fields, rating or timestamp not a number, empty
+        id, rating outside `rating_scale`, non-finite rating) with the file name and the
+        1-based line number; for an empty file or one without ratings; for a separator that
+        cannot be inferred; for invalid arguments.
+    TypeError
+        If `path` is not a path.
+    FileNotFoundError
+        If `path` does not exist.
+
+    Examples
+    --------
+    >>> ratings = read_ratings("u.data", columns=("user", "item", "rating", "timestamp"))
+    >>> ratings = read_ratings("ratings.csv.gz", rating_scale=(0.5, 5))
+    >>> ratings = read_ratings("ml-1m.zip", member="ml-1m/ratings.dat",
+    ...                        columns=("user", "item", "rating", "timestamp"))
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    roles = _check_columns(columns)
+    if header not in ("infer", True, False):
+        raise ValueError(f"header must be 'infer', True or False, got {header!r}")
+    encoding, ascii_compatible = _check_encoding(encoding)
+    sep = _check_sep(sep)
+    scale = _check_rating_scale(rating_scale)
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {list(DUPLICATE_POLICIES)}, got {duplicates!r}")
+    if member is not None and not isinstance(member, str):
+        raise TypeError(f"member must be a str, got {type(member).__name__}")
+    name = _describe(path, member)
+    as_strings = set()
+    while True:
+        reader = _Reader(path, member, name, roles, sep, header, encoding, ascii_compatible,
+                         scale, as_strings)
+        try:
+            arrays = reader.read()
+            break
+        except _StringIds as restart:  # an id column turned out to hold strings: read again
+            as_strings.add(restart.role)
+    try:
+        return Ratings.from_arrays(arrays["user"], arrays["item"], arrays["rating"],
+                                   arrays.get("timestamp"), duplicates=duplicates)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
+class _StringIds(Exception):
+    def __init__(self, role):
+        super().__init__(role)
+        self.role = role
+
+
+class _Reader:
+    """One pass over a file: chunks of lines to column arrays."""
+
+    def __init__(self, path, member, name, roles, sep, header, encoding, ascii_compatible,
+                 scale, as_strings):
+        self.path, self.member, self.name = path, member, name
+        self.roles = roles
+        self.sep = sep
+        self.header = header
+        self.encoding = encoding
+        self.ascii_compatible = ascii_compatible
+        self.scale = scale
+        self.as_strings = as_strings
+        self.parts = {role: [] for role in roles if role is not None}
+        self.n_rows = 0
+        self.saw_line = False
+        self.started = False
+
+    def read(self):
+        opener = _open_binary(self.path, self.member)
+        with opener as raw:
+            if opener.member is not None:
+                self.name = _describe(self.path, opener.member)
+            stream = raw if self.ascii_compatible else self._as_utf8(raw)
+            line0 = 0
+            for chunk in _line_chunks(stream):
+                n_lines = chunk.count(b"\n")
+                if not self.started:
+                    chunk, skipped = self._start(chunk)
+                    line0 += skipped
+                    n_lines -= skipped
+                if self.started and n_lines > 0:
+                    self._parse_chunk(chunk, line0)
+                line0 += n_lines
+        if self.n_rows == 0:
+            if not self.saw_line:
+                raise ValueError(f"{self.name} is empty: no ratings to read")
+            raise ValueError(f"{self.name} holds a header line but no ratings")
+        return {role: self._combine(role, parts) for role, parts in self.parts.items()}
+
+    def _as_utf8(self, raw):
+        data = raw.read()
+        try:
+            text = data.decode(self.encoding)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{self.name} is not valid {self.encoding}: {error}") from None
+        self.encoding = "utf-8"
+        return io.BytesIO(text.encode("utf-8"))
+
+    def _start(self, chunk):
+        """Skip a byte-order mark, infer the separator and the header from the first lines;
+        return the chunk without the header and the number of lines removed."""
+        if chunk.startswith(codecs.BOM_UTF8) and self.encoding in ("utf-8", "utf-8-sig"):
+            chunk = chunk[len(codecs.BOM_UTF8):]
+        sample = chunk[:SAMPLE_BYTES].split(b"\n")
+        if len(chunk) > SAMPLE_BYTES:
+            sample = sample[:-1]  # possibly cut
+        lines = []  # (end offset in chunk, text) of the first non-blank lines
+        offset = 0
+        for raw_line in sample:
+            offset += len(raw_line) + 1
+            if raw_line.strip():
+                lines.append((offset, raw_line.decode(self.encoding, errors="replace")))
+                if len(lines) > SAMPLE_LINES:
+                    break
+        if not lines:
+            return chunk, 0
+        self.saw_line = self.started = True
+        texts = [text for _, text in lines]
+        if self.sep is None:
+            self.sep = _infer_separator(texts[1:] or texts, len(self.roles), self.name)
+        self._prepare_separator()
+        if self.header is True or (self.header == "infer" and self._looks_like_header(texts[0])):
+            end = lines[0][0]
+            return chunk[end:], chunk[:end].count(b"\n")
+        return chunk, 0
+
+    def _prepare_separator(self):
+        if self.sep == WHITESPACE:
+            self.sep_byte, self.multi = None, None
+            return
+        encoded = self.sep.encode(self.encoding)
+        if len(encoded) == 1:
+            self.sep_byte, self.multi = encoded[0], None
+        else:
+            self.sep_byte, self.multi = None, encoded
+
+    def _looks_like_header(self, line):
+        fields = _split_text(line, self.sep)
+        if len(fields) != len(self.roles):
+            return False
+        for field, role in zip(fields, self.roles):
+            if role in ("rating", "timestamp"):
+                try:
+                    float(field)
+                except ValueError:
+                    return True
+        return False
+
+    def _parse_chunk(self, chunk, line0):
+        sep = self.sep_byte
+        if self.multi is not None:
+            placeholder = next((p for p in _PLACEHOLDERS if p not in chunk), None)
+            if placeholder is None:
+                raise ValueError(f"{self.name}: cannot split on {self.sep!r} (the file holds "
+                                 f"control characters)")
+            chunk = chunk.replace(self.multi, placeholder)
+            sep = placeholder[0]
+        buf = _textscan.padded(chunk)
+        try:
+            starts, ends, rows = _textscan.split_fields(buf, sep, len(self.roles))
+        except _textscan.FieldCountError as error:
+            raise ValueError(
+                f"{self.name}, line {line0 + error.line + 1}: expected {len(self.roles)} fields "
+                f"separated by {self.sep!r} (columns={self.roles}), found {error.found}") from None
+        if len(starts) == 0:
+            return
+        self.saw_line = True
+
+        def line_of(row):
+            return line0 + 1 + (int(rows[row]) if rows is not None else int(row))
+
+        for position, role in enumerate(self.roles):
+            if role is None:
+                continue
+            start, end = starts[:, position], ends[:, position]
+            if role in ("user", "item"):
+                values = self._ids(role, buf, start, end, line_of)
+            elif role == "rating":
+                values = self._ratings(buf, start, end, line_of)
+            else:
+                values = self._numbers(role, np.int64, buf, start, end, line_of)
+            self.parts[role].append(values)
+        self.n_rows += len(starts)
+
+    def _ids(self, role, buf, start, end, line_of):
+        if role not in self.as_strings:
+            values, ok = _textscan.parse_integers(buf, start, end)
+            if ok.all():
+                return values
+            bad = np.flatnonzero(~ok)
+            strings = _textscan.gather_strings(buf, start[bad], end[bad])
+            self._check_not_empty(role, strings, bad, line_of)
+            try:
+                values[bad] = strings.astype(np.int64)
+                return values
+            except (ValueError, OverflowError):
+                if self.n_rows:
+                    raise _StringIds(role) from None
+                self.as_strings.add(role)
+        strings = _textscan.gather_strings(buf, start, end)
+        self._check_not_empty(role, strings, np.arange(len(strings)), line_of)
+        return strings
+
+    def _check_not_empty(self, role, strings, rows, line_of):
+        empty = np.flatnonzero(strings == b"")
+        if empty.size:
+            raise ValueError(f"{self.name}, line {line_of(rows[empty[0]])}: empty {role} id")
+
+    def _ratings(self, buf, start, end, line_of):
+        values, ok = _textscan.parse_decimals(buf, start, end)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            values[bad] = self._cast("rating", np.float64, buf, start[bad], end[bad], bad, line_of)
+            finite = np.isfinite(values[bad])
+            if not finite.all():
+                row = bad[np.flatnonzero(~finite)[0]]
+                raise ValueError(f"{self.name}, line {line_of(row)}: rating {values[row]} is not "
+                                 f"finite")
+        if self.scale is not None:
+            low, high = self.scale
+            outside = np.flatnonzero((values < low) | (values > high))
+            if outside.size:
+                row = outside[0]
+                raise ValueError(f"{self.name}, line {line_of(row)}: rating {values[row]:g} is "
+                                 f"outside rating_scale=({low:g}, {high:g})")
+        return values.astype(np.float32)
+
+    def _numbers(self, role, dtype, buf, start, end, line_of):
+        values, ok = _textscan.parse_integers(buf, start, end)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            values[bad] = self._cast(role, dtype, buf, start[bad], end[bad], bad, line_of)
+        return values
+
+    def _cast(self, role, dtype, buf, start, end, rows, line_of):
+        """numpy's own string cast of the fields the fast path left; errors name the line."""
+        strings = _textscan.gather_strings(buf, start, end)
+        try:
+            return strings.astype(dtype)
+        except (ValueError, OverflowError):
+            index = _first_failure(strings, dtype)
+            kind = "an integer" if dtype == np.int64 else "a number"
+            text = strings[index].decode(self.encoding, errors="replace")
+            raise ValueError(f"{self.name}, line {line_of(rows[index])}: {role} {text!r} is not "
+                             f"{kind}") from None
+
+    def _combine(self, role, parts):
+        values = np.concatenate(parts)
+        if values.dtype.kind != "S":
+            return values
+        if values.size == 0 or values.view(np.uint8).max() < 128:
+            return values.astype(np.str_)
+        unique, inverse = np.unique(values, return_inverse=True)
+        try:
+            decoded = np.array([raw.decode(self.encoding) for raw in unique.tolist()])
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{self.name}: a {role} id is not valid {self.encoding} ({error}); "
+                             f"pass the file's encoding=") from None
+        return decoded[inverse.ravel()]
+
+
+def _first_failure(strings, dtype):
+    """Index of the first element of `strings` that does not cast to `dtype`."""
+    low, high = 0, len(strings)
+    while high - low > 32:
+        middle = (low + high) // 2
+        try:
+            strings[low:middle].astype(dtype)
+            low = middle
+        except (ValueError, OverflowError):
+            high = middle
+    for index in range(low, high):
+        try:
+            strings[index:index + 1].astype(dtype)
+        except (ValueError, OverflowError):
+            return index
+    return low
+
+
+def _line_chunks(stream, block=BLOCK_BYTES):
+    """Chunks of complete lines (each ending with a newline, CRLF turned into LF)."""
+    rest = b""
+    while True:
+        data = stream.read(block)
+        if not data:
+            if rest:
+                yield _lf(rest + b"\n")
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest += data
+            continue
+        chunk = rest + data[:cut + 1] if rest else data[:cut + 1]
+        rest = data[cut + 1:]
+        yield _lf(chunk)
+
+
+def _lf(chunk):
+    return chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+
+
+def _split_text(line, sep):
+    return line.split() if sep == WHITESPACE else line.split(sep)
+
+
+def _infer_separator(lines, n_columns, name):
+    """The first candidate separator that splits every line into `n_columns` fields, else
+    the first that splits them all into the same number (> 1) of fields."""
+    candidates = SEPARATOR_CANDIDATES + (WHITESPACE,)
+    counts = {sep: {len(_split_text(line, sep)) for line in lines} for sep in candidates}
+    for sep in candidates:
+        if counts[sep] == {n_columns}:
+            return sep
+    for sep in candidates:
+        if len(counts[sep]) == 1 and min(counts[sep]) > 1:
+            return sep
+    raise ValueError(f"cannot infer the field separator of {name} from its first lines "
+                     f"({lines[0]!r}); pass sep=")
+
+
+def _describe(path, member):
+    return f"{path}:{member}" if member is not None else path
+
+
+class _open_binary:
+    """Context manager: the raw bytes of a plain, gzip or zip file (one member)."""
+
+    def __init__(self, path, member):
+        self.path, self.member = path, member
+        self.closers = []
+
+    def __enter__(self):
+        try:
+            return self._open()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _open(self):
+        handle = open(self.path, "rb")
+        self.closers.append(handle)
+        magic = handle.read(4)
+        handle.seek(0)
+        if magic[:2] == b"\x1f\x8b":
+            if self.member is not None:
+                raise ValueError(f"member={self.member!r} given but {self.path} is not a zip archive")
+            stream = gzip.GzipFile(fileobj=handle)
+        elif magic == b"PK\x03\x04" or (magic[:2] == b"PK" and zipfile.is_zipfile(handle)):
+            archive = zipfile.ZipFile(handle)
+            self.closers.append(archive)
+            self.member = _zip_member(archive, self.member, self.path)
+            stream = archive.open(self.member)
+        else:
+            if self.member is not None:
+                raise ValueError(f"member={self.member!r} given but {self.path} is not a zip archive")
+            return handle
+        self.closers.append(stream)
+        return stream
+
+    def __exit__(self, *exc):
+        for closer in reversed(self.closers):
+            closer.close()
+        return False
+
+
+def _zip_member(archive, member, path):
+    """The name of the data file to read in a zip archive: `member`, or its only file."""
+    names = [info.filename for info in archive.infolist() if not info.is_dir()
+             and not info.filename.startswith("__MACOSX/")
+             and not os.path.basename(info.filename).startswith(".")]
+    if member is not None:
+        if member not in archive.namelist():
+            raise ValueError(f"member={member!r} is not in {path} (files: {_preview(names)})")
+        return member
+    if len(names) != 1:
+        raise ValueError(f"{path} holds {len(names)} files ({_preview(names)}); name the one to "
+                         f"read with member=")
+    return names[0]
+
+
+def _preview(names, n=8):
+    shown = ", ".join(names[:n])
+    return shown + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+
+def _check_columns(columns):
+    if isinstance(columns, str) or not hasattr(columns, "__iter__"):
+        raise TypeError(f"columns must be a sequence of column roles, got {columns!r}")
+    roles = tuple(None if role in (None, "_") else role for role in columns)
+    for role in roles:
+        if role is not None and role not in COLUMN_ROLES:
+            raise ValueError(f"columns: {role!r} is not one of {list(COLUMN_ROLES)} or None")
+    for role in COLUMN_ROLES:
+        if roles.count(role) > 1:
+            raise ValueError(f"columns names {role!r} more than once: {columns!r}")
+    missing = [role for role in ("user", "item", "rating") if role not in roles]
+    if missing:
+        raise ValueError(f"columns must name 'user', 'item' and 'rating'; {missing} missing in "
+                         f"{columns!r}")
+    return roles
+
+
+def _check_encoding(encoding):
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a str, got {type(encoding).__name__}")
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"encoding={encoding!r} is not a known text encoding") from None
+    if name == "utf-8-sig":
+        name = "utf-8"
+    try:
+        compatible = _ASCII_PROBE.encode(name) == _ASCII_PROBE.encode("ascii")
+    except UnicodeEncodeError:
+        compatible = False
+    return name, compatible
+
+
+def _check_sep(sep):
+    if sep is None:
+        return None
+    if not isinstance(sep, str):
+        raise TypeError(f"sep must be a str or None, got {type(sep).__name__}")
+    if sep == "" or "\n" in sep or "\r" in sep:
+        raise ValueError(f"sep must be a non-empty string without line breaks, got {sep!r}")
+    return sep
+
+
+def _check_rating_scale(scale):
+    if scale is None:
+        return None
+    try:
+        low, high = (float(value) for value in scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"rating_scale must be a (lowest, highest) pair of numbers, got "
+                        f"{scale!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise ValueError(f"rating_scale must be finite with lowest <= highest, got {scale!r}")
+    return low, high
