@@ -92,8 +92,7 @@ class Ratings:
         item_ids, item_index = _factorize(items)
         key = user_index.astype(np.int64) * len(item_ids) + item_index
         del user_index, item_index
-        order = np.argsort(key, kind="stable")
-        key = key[order]
+        order, key = _stable_sort(key)
         values = values[order]
         if timestamps is not None:
             timestamps = timestamps[order]
@@ -316,6 +315,26 @@ def _as_timestamp_array(values):
     if array.dtype.kind not in "iu":
         raise TypeError(f"timestamps must be integers or datetime64, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
+
+
+def _stable_sort(key):
+    """(stable argsort of non-negative int64 `key`, the sorted keys).
+
+    When key and position fit together in 64 bits, one in-place sort of ``key << b |
+    position`` gives both, markedly faster than numpy's stable argsort of int64.
+    """
+    n = len(key)
+    position_bits = max(n - 1, 1).bit_length()
+    if n and int(key.max()).bit_length() + position_bits <= 64:
+        packed = key.astype(np.uint64)
+        packed <<= np.uint64(position_bits)
+        packed |= np.arange(n, dtype=np.uint64)
+        packed.sort()
+        order = (packed & np.uint64((1 << position_bits) - 1)).astype(np.intp)
+        packed >>= np.uint64(position_bits)
+        return order, packed.view(np.int64)
+    order = np.argsort(key, kind="stable")
+    return order, key[order]
 
 
 def _factorize(ids):
