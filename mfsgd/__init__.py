@@ -18,6 +18,7 @@ except ImportError as _error:  # pragma: no cover - depends on how the package w
     ) from _error
 
 from ._base import clone
+from .io import read_ratings
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .ratings import Ratings
 from .synthetic import make_synthetic
@@ -25,4 +26,4 @@ from .synthetic import make_synthetic
 __version__ = "0.1.0"
 
 __all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
-           "make_synthetic", "__version__"]
+           "make_synthetic", "read_ratings", "__version__"]

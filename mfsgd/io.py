@@ -188,7 +188,7 @@ class _Reader:
         self.saw_line = self.started = True
         texts = [text for _, text in lines]
         if self.sep is None:
-            self.sep = _infer_separator(texts[1:] or texts, len(self.roles), self.name)
+            self.sep = _infer_separator(texts, len(self.roles), self.name)
         self._prepare_separator()
         if self.header is True or (self.header == "infer" and self._looks_like_header(texts[0])):
             end = lines[0][0]
@@ -348,11 +348,11 @@ def _first_failure(strings, dtype):
     return low
 
 
-def _line_chunks(stream, block=BLOCK_BYTES):
+def _line_chunks(stream):
     """Chunks of complete lines (each ending with a newline, CRLF turned into LF)."""
     rest = b""
     while True:
-        data = stream.read(block)
+        data = stream.read(BLOCK_BYTES)
         if not data:
             if rest:
                 yield _lf(rest + b"\n")
@@ -375,15 +375,17 @@ def _split_text(line, sep):
 
 
 def _infer_separator(lines, n_columns, name):
-    """The first candidate separator that splits every line into `n_columns` fields, else
-    the first that splits them all into the same number (> 1) of fields."""
+    """The candidate separator that splits the most lines into `n_columns` fields (the first
+    in SEPARATOR_CANDIDATES order on ties, whitespace last), else the first that splits all of
+    them into the same number (> 1) of fields."""
     candidates = SEPARATOR_CANDIDATES + (WHITESPACE,)
-    counts = {sep: {len(_split_text(line, sep)) for line in lines} for sep in candidates}
+    counts = {sep: [len(_split_text(line, sep)) for line in lines] for sep in candidates}
+    matches = {sep: counts[sep].count(n_columns) for sep in candidates}
+    best = max(candidates, key=lambda sep: matches[sep])  # max keeps the first of ties
+    if matches[best]:
+        return best
     for sep in candidates:
-        if counts[sep] == {n_columns}:
-            return sep
-    for sep in candidates:
-        if len(counts[sep]) == 1 and min(counts[sep]) > 1:
+        if len(set(counts[sep])) == 1 and counts[sep][0] > 1:
             return sep
     raise ValueError(f"cannot infer the field separator of {name} from its first lines "
                      f"({lines[0]!r}); pass sep=")
