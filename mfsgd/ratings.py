@@ -1,4 +1,7 @@
 """Immutable rating sets keyed by raw user and item ids, stored as user-major CSR arrays."""
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -26,19 +29,30 @@ class Ratings:
         Raw ids of the rows and of the columns, sorted and unique.
     timestamps : ndarray of int64, optional
         One timestamp per rating, in CSR order.
+    item_titles : mapping, optional
+        Raw item id -> title (for example MovieLens movie titles), kept read-only as the
+        attribute ``item_titles`` (None when not given).  It may name items this set does not
+        rate; :meth:`take` passes it on unchanged.
 
     Notes
     -----
     The arrays are read-only views; a rating set never changes after construction.
     """
 
-    def __init__(self, indptr, indices, data, user_ids, item_ids, timestamps=None):
+    def __init__(self, indptr, indices, data, user_ids, item_ids, timestamps=None,
+                 item_titles=None):
         self.indptr = _frozen(np.asarray(indptr, dtype=np.int64))
         self.indices = _frozen(np.asarray(indices, dtype=np.int32))
         self.data = _frozen(np.asarray(data, dtype=np.float32))
         self.user_ids = _frozen(np.asarray(user_ids))
         self.item_ids = _frozen(np.asarray(item_ids))
         self.timestamps = None if timestamps is None else _frozen(np.asarray(timestamps, dtype=np.int64))
+        if item_titles is not None and not isinstance(item_titles, MappingProxyType):
+            if not isinstance(item_titles, Mapping):
+                raise TypeError(f"item_titles must be a mapping of raw item id to title, got "
+                                f"{type(item_titles).__name__}")
+            item_titles = MappingProxyType(dict(item_titles))
+        self.item_titles = item_titles
         if len(self.indptr) != len(self.user_ids) + 1 or self.indptr[-1] != len(self.data):
             raise ValueError("indptr must have n_users + 1 entries ending at the number of ratings")
         if len(self.indices) != len(self.data):
@@ -267,7 +281,7 @@ class Ratings:
         np.cumsum(np.bincount(new_user[users], minlength=len(indptr) - 1), out=indptr[1:])
         stamps = None if self.timestamps is None else self.timestamps[positions]
         return Ratings(indptr, new_item[items], values[positions], self.user_ids[user_kept],
-                       self.item_ids[item_kept], stamps)
+                       self.item_ids[item_kept], stamps, self.item_titles)
 
     def user_of_rating(self):
         """User index (int32) of every rating, in CSR order."""
