@@ -156,7 +156,8 @@ class _Reader:
             if not self.saw_line:
                 raise ValueError(f"{self.name} is empty: no ratings to read")
             raise ValueError(f"{self.name} holds a header line but no ratings")
-        return {role: self._combine(role, parts) for role, parts in self.parts.items()}
+        # Column by column, each column's chunks freed once joined: at most one extra column.
+        return {role: self._combine(role, self.parts.pop(role)) for role in list(self.parts)}
 
     def _as_utf8(self, raw):
         data = raw.read()

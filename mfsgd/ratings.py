@@ -104,7 +104,9 @@ class Ratings:
             raise ValueError("ratings is empty: a rating set needs at least one rating")
         user_ids, user_index = _factorize(users)
         item_ids, item_index = _factorize(items)
-        key = user_index.astype(np.int64) * len(item_ids) + item_index
+        key = user_index.astype(np.int64)
+        key *= len(item_ids)
+        key += item_index
         del user_index, item_index
         order, key = _stable_sort(key)
         values = values[order]
@@ -132,11 +134,10 @@ class Ratings:
                 if timestamps is not None:
                     timestamps = timestamps[is_last]
         n_items = len(item_ids)
-        row = key // n_items
-        indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row, minlength=len(user_ids)), out=indptr[1:])
-        del row
-        indices = (key % n_items).astype(np.int32)
+        indptr = np.searchsorted(key, np.arange(len(user_ids) + 1, dtype=np.int64) * n_items)
+        np.remainder(key, n_items, out=key)
+        indices = key.astype(np.int32)
+        del key
         return cls(indptr, indices, values, user_ids, item_ids, timestamps)
 
     @classmethod
@@ -331,22 +332,24 @@ def _as_timestamp_array(values):
     return array.astype(np.int64, copy=False)
 
 
-def _stable_sort(key):
-    """(stable argsort of non-negative int64 `key`, the sorted keys).
+def _stable_sort(key, block=1 << 20):
+    """(stable argsort of non-negative int64 `key`, the sorted keys); overwrites `key`.
 
     When key and position fit together in 64 bits, one in-place sort of ``key << b |
-    position`` gives both, markedly faster than numpy's stable argsort of int64.
+    position`` gives both, markedly faster than numpy's stable argsort of int64 and without
+    temporaries beyond the order itself.
     """
     n = len(key)
     position_bits = max(n - 1, 1).bit_length()
     if n and int(key.max()).bit_length() + position_bits <= 64:
-        packed = key.astype(np.uint64)
+        packed = key.view(np.uint64)
         packed <<= np.uint64(position_bits)
-        packed |= np.arange(n, dtype=np.uint64)
+        for start in range(0, n, block):
+            packed[start:start + block] |= np.arange(start, min(start + block, n), dtype=np.uint64)
         packed.sort()
-        order = (packed & np.uint64((1 << position_bits) - 1)).astype(np.intp)
+        order = packed & np.uint64((1 << position_bits) - 1)
         packed >>= np.uint64(position_bits)
-        return order, packed.view(np.int64)
+        return order.view(np.int64), key
     order = np.argsort(key, kind="stable")
     return order, key[order]
 
@@ -356,11 +359,17 @@ def _factorize(ids):
     if ids.dtype.kind in "iu" and ids.size:
         low, high = int(ids.min()), int(ids.max())
         if high - low <= 4 * ids.size + 1_000_000:
-            shifted = (ids - low).astype(np.int64) if low else ids
+            if not low:
+                shifted = ids
+            elif high - low <= np.iinfo(ids.dtype).max:  # ids - low cannot overflow
+                shifted = ids - ids.dtype.type(low)
+            else:
+                shifted = ids.astype(np.int64) - low
             present = np.zeros(high - low + 1, dtype=bool)
             present[shifted] = True
             unique = np.flatnonzero(present)
-            rank = np.cumsum(present, dtype=np.int64) - 1
-            return (unique + low).astype(ids.dtype), rank[shifted].astype(np.int32)
+            rank = np.cumsum(present, dtype=np.int32)
+            rank -= 1
+            return (unique + low).astype(ids.dtype), rank[shifted]
     unique, inverse = np.unique(ids, return_inverse=True)
     return unique, inverse.astype(np.int32)

@@ -333,6 +333,18 @@ def test_stable_sort_matches_numpy():
     rng = np.random.default_rng(2)
     for high in (10, 2**40, 2**62):
         key = rng.integers(0, high, 10_000)
-        order, keys = _stable_sort(key)
+        order, keys = _stable_sort(key.copy(), block=999)
         np.testing.assert_array_equal(order, np.argsort(key, kind="stable"))
         np.testing.assert_array_equal(keys, np.sort(key))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.uint64])
+def test_from_arrays_with_small_integer_ids(dtype):
+    low = np.iinfo(dtype).min
+    users = np.array([low, low + 120, low, low + 5], dtype=dtype)
+    items = np.array([3, 1, 2, 3], dtype=dtype)
+    ratings = Ratings.from_arrays(users, items, [1, 2, 3, 4])
+    assert ratings.user_ids.dtype == dtype
+    assert ratings.user_ids.tolist() == [low, low + 5, low + 120]
+    assert ratings.to_arrays()[1].tolist() == [2, 3, 3, 1]
+    np.testing.assert_array_equal(ratings.indptr, [0, 2, 3, 4])
