@@ -131,7 +131,7 @@ class _Reader:
         self.ascii_compatible = ascii_compatible
         self.scale = scale
         self.as_strings = as_strings
-        self.parts = {role: [] for role in roles if role is not None}
+        self.columns = {role: _Column() for role in roles if role is not None}
         self.n_rows = 0
         self.saw_line = False
         self.started = False
@@ -156,8 +156,7 @@ class _Reader:
             if not self.saw_line:
                 raise ValueError(f"{self.name} is empty: no ratings to read")
             raise ValueError(f"{self.name} holds a header line but no ratings")
-        # Column by column, each column's chunks freed once joined: at most one extra column.
-        return {role: self._combine(role, self.parts.pop(role)) for role in list(self.parts)}
+        return {role: self._decode(role, column.finish()) for role, column in self.columns.items()}
 
     def _as_utf8(self, raw):
         data = raw.read()
@@ -251,7 +250,7 @@ class _Reader:
                 values = self._ratings(buf, start, end, line_of)
             else:
                 values = self._numbers(role, np.int64, buf, start, end, line_of)
-            self.parts[role].append(values)
+            self.columns[role].append(values)
         self.n_rows += len(starts)
 
     def _ids(self, role, buf, start, end, line_of):
@@ -295,7 +294,7 @@ class _Reader:
                 row = outside[0]
                 raise ValueError(f"{self.name}, line {line_of(row)}: rating {values[row]:g} is "
                                  f"outside rating_scale=({low:g}, {high:g})")
-        return values.astype(np.float32)
+        return values
 
     def _numbers(self, role, dtype, buf, start, end, line_of):
         values, ok = _textscan.parse_integers(buf, start, end)
@@ -316,8 +315,7 @@ class _Reader:
             raise ValueError(f"{self.name}, line {line_of(rows[index])}: {role} {text!r} is not "
                              f"{kind}") from None
 
-    def _combine(self, role, parts):
-        values = np.concatenate(parts)
+    def _decode(self, role, values):
         if values.dtype.kind != "S":
             return values
         if values.size == 0 or values.view(np.uint8).max() < 128:
@@ -329,6 +327,36 @@ class _Reader:
             raise ValueError(f"{self.name}: a {role} id is not valid {self.encoding} ({error}); "
                              f"pass the file's encoding=") from None
         return decoded[inverse.ravel()]
+
+
+class _Column:
+    """The values of one column, chunk after chunk, in one growing array (numpy's resize
+    reallocates in place where it can, so growing seldom copies and nothing is joined at the
+    end).  Ratings are stored as float32; bytes strings are kept as a list of chunks."""
+
+    def __init__(self):
+        self.array = None
+        self.size = 0
+        self.strings = []
+
+    def append(self, values):
+        if values.dtype.kind == "S":
+            self.strings.append(values)
+            return
+        if self.array is None:
+            dtype = np.float32 if values.dtype.kind == "f" else values.dtype
+            self.array = np.empty(max(4 * len(values), 1024), dtype=dtype)
+        end = self.size + len(values)
+        if end > len(self.array):
+            self.array.resize(max(2 * len(self.array), end), refcheck=False)
+        self.array[self.size:end] = values
+        self.size = end
+
+    def finish(self):
+        if self.strings:
+            return np.concatenate(self.strings)
+        self.array.resize(self.size, refcheck=False)
+        return self.array
 
 
 def _first_failure(strings, dtype):
