@@ -64,6 +64,8 @@ def split_fields(buf, sep, n_columns):
     rows : ndarray of int64 or None
         0-based line (within the chunk) of each row, or None when row i is line i (no blank
         lines).
+    n_lines : int
+        The number of lines in the buffer, blank ones included.
 
     Raises
     ------
@@ -79,7 +81,7 @@ def split_fields(buf, sep, n_columns):
     delimiters = np.flatnonzero(is_delimiter)
     del is_delimiter
     is_newline = segment[delimiters] == NEWLINE
-    n_lines = np.count_nonzero(is_newline)
+    n_lines = int(np.count_nonzero(is_newline))
     field_starts = np.empty_like(delimiters)
     field_starts[0] = 0
     np.add(delimiters[:-1], 1, out=field_starts[1:])
@@ -99,7 +101,7 @@ def split_fields(buf, sep, n_columns):
         rows = np.flatnonzero(kept)
     delimiters += lo
     field_starts += lo
-    return field_starts.reshape(-1, n_columns), delimiters.reshape(-1, n_columns), rows
+    return field_starts.reshape(-1, n_columns), delimiters.reshape(-1, n_columns), rows, n_lines
 
 
 def _split_whitespace(buf, lo, hi, n_columns):
@@ -119,7 +121,7 @@ def _split_whitespace(buf, lo, hi, n_columns):
         rows = np.flatnonzero(counts)
     starts += lo
     ends += lo
-    return starts.reshape(-1, n_columns), ends.reshape(-1, n_columns), rows
+    return starts.reshape(-1, n_columns), ends.reshape(-1, n_columns), rows, len(newlines)
 
 
 def _words(buf):

@@ -144,14 +144,15 @@ class _Reader:
             stream = raw if self.ascii_compatible else self._as_utf8(raw)
             line0 = 0
             for chunk in _line_chunks(stream):
-                n_lines = chunk.count(b"\n")
                 if not self.started:
+                    n_lines = chunk.count(b"\n")
                     chunk, skipped = self._start(chunk)
                     line0 += skipped
-                    n_lines -= skipped
-                if self.started and n_lines > 0:
-                    self._parse_chunk(chunk, line0)
-                line0 += n_lines
+                    if not self.started:  # only blank lines so far
+                        line0 += n_lines
+                        continue
+                if chunk:
+                    line0 += self._parse_chunk(chunk, line0)
         if self.n_rows == 0:
             if not self.saw_line:
                 raise ValueError(f"{self.name} is empty: no ratings to read")
@@ -218,6 +219,7 @@ class _Reader:
         return False
 
     def _parse_chunk(self, chunk, line0):
+        """Parse the lines of `chunk`, the first being line `line0` + 1; return their number."""
         sep = self.sep_byte
         if self.multi is not None:
             placeholder = next((p for p in _PLACEHOLDERS if p not in chunk), None)
@@ -228,13 +230,13 @@ class _Reader:
             sep = placeholder[0]
         buf = _textscan.padded(chunk)
         try:
-            starts, ends, rows = _textscan.split_fields(buf, sep, len(self.roles))
+            starts, ends, rows, n_lines = _textscan.split_fields(buf, sep, len(self.roles))
         except _textscan.FieldCountError as error:
             raise ValueError(
                 f"{self.name}, line {line0 + error.line + 1}: expected {len(self.roles)} fields "
                 f"separated by {self.sep!r} (columns={self.roles}), found {error.found}") from None
         if len(starts) == 0:
-            return
+            return n_lines
         self.saw_line = True
 
         def line_of(row):
@@ -252,6 +254,7 @@ class _Reader:
                 values = self._numbers(role, np.int64, buf, start, end, line_of)
             self.columns[role].append(values)
         self.n_rows += len(starts)
+        return n_lines
 
     def _ids(self, role, buf, start, end, line_of):
         if role not in self.as_strings:

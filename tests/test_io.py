@@ -348,3 +348,42 @@ def test_from_arrays_with_small_integer_ids(dtype):
     assert ratings.user_ids.tolist() == [low, low + 5, low + 120]
     assert ratings.to_arrays()[1].tolist() == [2, 3, 3, 1]
     np.testing.assert_array_equal(ratings.indptr, [0, 2, 3, 4])
+
+
+def test_scanner_fast_paths_agree_with_python():
+    """The SWAR integer and decimal parsers accept exactly the plain spellings they claim and
+    return Python's value for them; everything else is left to the fallback."""
+    from mfsgd import _textscan
+
+    rng = random.Random(1)
+    fields = []
+    for _ in range(20000):
+        kind = rng.random()
+        if kind < 0.35:
+            fields.append(str(rng.randint(0, 10 ** rng.randint(0, 17))))
+        elif kind < 0.7:
+            fields.append(f"{rng.randint(0, 99999)}.{rng.randint(0, 999):0{rng.randint(1, 3)}d}")
+        else:
+            fields.append(rng.choice(["-3", "+4", " 5", "5 ", "1e3", "nan", "abc", "", "3..5",
+                                      ".", ".5", "5.", "12345678", "123456789", "1234.678",
+                                      "1234.6789", "0", "9" * 16, "9" * 17, "/", ":"]))
+    body = "".join(f"{a},{b}\n" for a, b in zip(fields[::2], fields[1::2])).encode()
+    buf = _textscan.padded(body)
+    starts, ends, rows, n_lines = _textscan.split_fields(buf, ord(","), 2)
+    assert rows is None and n_lines == len(fields) // 2
+    starts, ends = starts.ravel(), ends.ravel()
+    integers, int_ok = _textscan.parse_integers(buf, starts, ends)
+    decimals, dec_ok = _textscan.parse_decimals(buf, starts, ends)
+    for field, value, ok, dvalue, dok in zip(fields, integers, int_ok, decimals, dec_ok):
+        plain_int = field.isdigit() and len(field) <= 16
+        assert ok == plain_int, field
+        if ok:
+            assert value == int(field), field
+        whole, _, fraction = field.partition(".")
+        plain_dec = (len(field) <= 8 and field not in ("", ".") and field.count(".") <= 1
+                     and (whole + fraction).isdigit())
+        assert dok == plain_dec, field
+        if dok:
+            assert dvalue == float(field), field
+    strings = _textscan.gather_strings(buf, starts, ends)
+    assert [s.decode() for s in strings.tolist()] == [f.strip() for f in fields]
