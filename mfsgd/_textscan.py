@@ -53,7 +53,8 @@ def split_fields(buf, sep, n_columns):
     buf : ndarray of uint8
         A buffer made by :func:`padded`.
     sep : int or None
-        The separator byte, or None for runs of whitespace (any byte <= 32).
+        The separator byte, or None for runs of whitespace (any byte <= 32).  Lines holding
+        nothing but whitespace are blank and skipped.
     n_columns : int
         The number of fields every non-blank line must have.
 
@@ -91,7 +92,14 @@ def split_fields(buf, sep, n_columns):
         line_of = np.cumsum(is_newline) - is_newline
         counts = np.bincount(line_of, minlength=n_lines)
         line_ends = np.flatnonzero(is_newline)
-        blank = (counts == 1) & (delimiters[line_ends] == field_starts[line_ends])
+        blank = counts == 1
+        if blank.any():  # one field: blank when it holds nothing but spaces and tabs
+            alone = line_ends[blank]
+            bounds = np.empty(2 * len(alone), dtype=np.int64)
+            bounds[0::2], bounds[1::2] = field_starts[alone], delimiters[alone]
+            visible = np.add.reduceat(segment > 32, bounds, dtype=np.int64)[0::2]
+            visible[field_starts[alone] == delimiters[alone]] = 0  # reduceat quirk: empty
+            blank[blank] = visible == 0
         bad = np.flatnonzero(~blank & (counts != n_columns))
         if bad.size:
             raise FieldCountError(int(bad[0]), int(counts[bad[0]]))

@@ -1,8 +1,10 @@
 """Read rating files: delimited text (plain, gzip or zip) to a :class:`~mfsgd.Ratings`."""
 import codecs
+import csv
 import gzip
 import io
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -15,6 +17,7 @@ COLUMN_ROLES = ("user", "item", "rating", "timestamp")
 SEPARATOR_CANDIDATES = ("\t", "::", ",", ";", "|")
 WHITESPACE = r"\s+"
 BLOCK_BYTES = 4 << 20
+PANDAS_ROWS = 1 << 20     # rows per DataFrame chunk on the pandas path
 SAMPLE_LINES = 20
 SAMPLE_BYTES = 1 << 16
 _ASCII_PROBE = "\t\n\r ,;|:._-+0123456789eEnaNAzZ"
@@ -97,14 +100,17 @@ def read_ratings(path, sep=None, columns=("user", "item", "rating"), header="inf
         raise TypeError(f"member must be a str, got {type(member).__name__}")
     name = _describe(path, member)
     as_strings = set()
+    use_pandas = True
     while True:
         reader = _Reader(path, member, name, roles, sep, header, encoding, ascii_compatible,
-                         scale, as_strings)
+                         scale, as_strings, use_pandas)
         try:
             arrays = reader.read()
             break
         except _StringIds as restart:  # an id column turned out to hold strings: read again
             as_strings.add(restart.role)
+        except _NotForPandas:  # anything unusual: read again with the numpy parser
+            use_pandas = False
     try:
         return Ratings.from_arrays(arrays["user"], arrays["item"], arrays["rating"],
                                    arrays.get("timestamp"), duplicates=duplicates)
@@ -118,11 +124,24 @@ class _StringIds(Exception):
         self.role = role
 
 
+class _NotForPandas(Exception):
+    """The pandas path met something it does not handle exactly like the numpy parser."""
+
+
+def _pandas():
+    """The pandas module, or None when it cannot be imported."""
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
 class _Reader:
     """One pass over a file: chunks of lines to column arrays."""
 
     def __init__(self, path, member, name, roles, sep, header, encoding, ascii_compatible,
-                 scale, as_strings):
+                 scale, as_strings, use_pandas=False):
         self.path, self.member, self.name = path, member, name
         self.roles = roles
         self.sep = sep
@@ -131,6 +150,7 @@ class _Reader:
         self.ascii_compatible = ascii_compatible
         self.scale = scale
         self.as_strings = as_strings
+        self.use_pandas = use_pandas
         self.columns = {role: _Column() for role in roles if role is not None}
         self.n_rows = 0
         self.saw_line = False
@@ -143,7 +163,8 @@ class _Reader:
                 self.name = _describe(self.path, opener.member)
             stream = raw if self.ascii_compatible else self._as_utf8(raw)
             line0 = 0
-            for chunk in _line_chunks(stream):
+            chunks = _LineChunks(stream)
+            for chunk in chunks:
                 if not self.started:
                     n_lines = chunk.count(b"\n")
                     chunk, skipped = self._start(chunk)
@@ -151,6 +172,11 @@ class _Reader:
                     if not self.started:  # only blank lines so far
                         line0 += n_lines
                         continue
+                    if self._pandas_applies():
+                        following = next(chunks, None)
+                        if following is not None:  # more than one chunk: worth importing pandas
+                            self._read_with_pandas(chunk + following + chunks.detach(), stream)
+                            break
                 if chunk:
                     line0 += self._parse_chunk(chunk, line0)
         if self.n_rows == 0:
@@ -158,6 +184,57 @@ class _Reader:
                 raise ValueError(f"{self.name} is empty: no ratings to read")
             raise ValueError(f"{self.name} holds a header line but no ratings")
         return {role: self._decode(role, column.finish()) for role, column in self.columns.items()}
+
+    def _pandas_applies(self):
+        return (self.use_pandas and self.sep_byte is not None and not self.as_strings
+                and _pandas() is not None)
+
+    def _read_with_pandas(self, prefix, stream):
+        """Parse the rest of the file with pandas.read_csv (C engine) in chunks of rows.
+
+        Taken only when it gives what the numpy parser would: integer ids, finite ratings
+        within the scale, integer timestamps, and every non-blank line with exactly
+        len(columns) fields (pandas fills short lines with NaN; counting the separators
+        catches any it would not).  Anything else raises _NotForPandas, and the file is read
+        again by the numpy parser, which also reports errors with their line numbers.
+        """
+        pd = _pandas()
+        source = _CountingStream(prefix, stream, self.sep_byte)
+        used = [position for position, role in enumerate(self.roles) if role is not None]
+        try:
+            reader = pd.read_csv(source, sep=chr(self.sep_byte), header=None, usecols=used,
+                                 engine="c", quoting=csv.QUOTE_NONE, na_filter=False,
+                                 skip_blank_lines=True, chunksize=PANDAS_ROWS,
+                                 encoding=self.encoding)
+            with reader, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # dtype warnings: such files go to numpy
+                for frame in reader:
+                    self._take_frame(frame)
+        except _NotForPandas:
+            raise
+        except Exception:  # malformed lines and the like: let the numpy parser say where
+            raise _NotForPandas() from None
+        if source.separators != (len(self.roles) - 1) * self.n_rows:
+            raise _NotForPandas()
+
+    def _take_frame(self, frame):
+        for position, role in enumerate(self.roles):
+            if role is None:
+                continue
+            values = frame[position].to_numpy()
+            if role == "rating":
+                if values.dtype.kind not in "iuf":
+                    raise _NotForPandas()
+                values = values.astype(np.float64, copy=False)
+                if not np.isfinite(values).all():
+                    raise _NotForPandas()
+                if self.scale is not None and ((values < self.scale[0]) | (values > self.scale[1])).any():
+                    raise _NotForPandas()
+            elif values.dtype != np.int64:
+                raise _NotForPandas()
+            self.columns[role].append(values)
+        self.n_rows += len(frame)
+        self.saw_line = True
 
     def _as_utf8(self, raw):
         data = raw.read()
@@ -380,26 +457,69 @@ def _first_failure(strings, dtype):
     return low
 
 
-def _line_chunks(stream):
-    """Chunks of complete lines (each ending with a newline, CRLF turned into LF)."""
-    rest = b""
-    while True:
-        data = stream.read(BLOCK_BYTES)
-        if not data:
-            if rest:
-                yield _lf(rest + b"\n")
-            return
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest += data
-            continue
-        chunk = rest + data[:cut + 1] if rest else data[:cut + 1]
-        rest = data[cut + 1:]
-        yield _lf(chunk)
+class _LineChunks:
+    """Iterator over chunks of complete lines of a binary stream (each chunk ends with a
+    newline; CRLF becomes LF)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.rest = b""  # read but not yet returned: the start of an incomplete line
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            data = self.stream.read(BLOCK_BYTES)
+            if not data:
+                if self.rest:
+                    chunk, self.rest = self.rest + b"\n", b""
+                    return _lf(chunk)
+                raise StopIteration
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                self.rest += data
+                continue
+            chunk = self.rest + data[:cut + 1] if self.rest else data[:cut + 1]
+            self.rest = data[cut + 1:]
+            return _lf(chunk)
+
+    def detach(self):
+        """The bytes read from the stream but not returned yet (the stream goes on after)."""
+        rest, self.rest = self.rest, b""
+        return rest
+
+
+class _CountingStream(io.BufferedIOBase):
+    """A binary stream of `prefix` then `stream`, counting the `sep` bytes it hands out."""
+
+    def __init__(self, prefix, stream, sep):
+        super().__init__()
+        self.prefix, self.stream, self.sep = prefix, stream, bytes([sep])
+        self.separators = 0
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        if self.prefix:
+            if size is None or size < 0:
+                data, self.prefix = self.prefix + self.stream.read(), b""
+            else:
+                data, self.prefix = self.prefix[:size], self.prefix[size:]
+        else:
+            data = self.stream.read(size)
+        self.separators += data.count(self.sep)
+        return data
+
+    read1 = read
 
 
 def _lf(chunk):
-    return chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+    """Line ends as LF: CRLF and lone CR (as pandas reads them) become LF."""
+    if b"\r" in chunk:
+        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return chunk
 
 
 def _split_text(line, sep):

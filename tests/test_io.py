@@ -1,6 +1,7 @@
 """mfsgd.read_ratings: separators, headers, ids, compression, encodings, errors with line numbers."""
 import gzip
 import random
+import re
 import sys
 import zipfile
 
@@ -313,7 +314,7 @@ def test_argument_checks(tmp_path):
 
 
 def test_no_pandas_needed_and_same_result_as_pandas(tmp_path, monkeypatch):
-    """read_ratings never uses pandas; its result equals pandas.read_csv + from_dataframe."""
+    """read_ratings works without pandas, and equals pandas.read_csv + from_dataframe."""
     rng = np.random.default_rng(1)
     n = 5000
     text = lines(zip(rng.integers(1, 500, n), rng.integers(1, 200, n),
@@ -323,10 +324,80 @@ def test_no_pandas_needed_and_same_result_as_pandas(tmp_path, monkeypatch):
     pd = pytest.importorskip("pandas")
     reference = Ratings.from_dataframe(pd.read_csv(path), timestamp="timestamp",
                                        duplicates="last")
+    monkeypatch.setattr(mio, "BLOCK_BYTES", 4096)  # several chunks: the pandas path applies
+    assert_same(read_ratings(path, columns=columns, duplicates="last"), reference)
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
     for name in [m for m in sys.modules if m.startswith("pandas.")]:
         monkeypatch.delitem(sys.modules, name)
+    assert mio._pandas() is None
     assert_same(read_ratings(path, columns=columns, duplicates="last"), reference)
+
+
+def _many(rows, sep=",", header="", newline="\n"):
+    return header + "".join(sep.join(map(str, row)) + newline for row in rows)
+
+
+_BASE = [(u, u % 13 + 1, (u % 9 + 1) / 2) for u in range(1, 400)]
+_STAMPED = [(u, i, r, 978300000 + 7 * u) for u, i, r in _BASE]
+PANDAS_CASES = {
+    "tab": (_many(_BASE, "\t"), {}),
+    "csv header timestamps": (_many(_STAMPED, header="u,i,r,t\n"),
+                              {"columns": ("user", "item", "rating", "timestamp")}),
+    "blank and whitespace lines, CRLF": (_many(_BASE[:200]) + "\n  \n\t\n" + _many(_BASE[200:], newline="\r\n"), {}),
+    "lone CR": (_many(_BASE[:200]) + _many(_BASE[200:], newline="\r"), {}),
+    "signs and spaces": (_many([(f"+{u}", f" {i}", f"{r} ") for u, i, r in _BASE]), {}),
+    "ignored column": (_many([(u, "x", i, r) for u, i, r in _BASE], ";"),
+                       {"columns": ("user", None, "item", "rating")}),
+    "integer ratings, negative timestamps": (
+        _many([(u, i, int(r), -u) for u, i, r in _BASE], "|"),
+        {"columns": ("user", "item", "rating", "timestamp")}),
+    "string ids in a later chunk": (_many(_BASE + [("u9", 1, 3)]), {}),
+    "exponents": (_many([(u, i, f"{r}e0") for u, i, r in _BASE]), {}),
+    # cases pandas would read differently: the numpy parser decides
+    "trailing separator": (_many([(u, i, r, "") for u, i, r in _BASE]), {}),
+    "short line in an ignored column": (_many([(u, i, r, 0) for u, i, r in _BASE]) + "1,2,3\n",
+                                        {"columns": ("user", "item", "rating", None)}),
+    "missing rating": (_many(_BASE) + "1,2,\n", {}),
+    "nan rating": (_many(_BASE) + "1,2,nan\n", {}),
+    "too many fields": (_many(_BASE) + "1,2,3,4\n", {}),
+    "outside scale": (_many(_BASE) + "1,2,9\n", {"rating_scale": (0.5, 5)}),
+    "empty id": (_many(_BASE) + ",2,3\n", {}),
+    "huge id": (_many(_BASE) + "99999999999999999999,2,3\n", {}),
+    "text timestamp": (_many(_STAMPED) + "1,2,3,soon\n",
+                       {"columns": ("user", "item", "rating", "timestamp")}),
+}
+
+
+@pytest.mark.parametrize("case", list(PANDAS_CASES))
+def test_pandas_and_numpy_paths_agree(tmp_path, monkeypatch, case):
+    pytest.importorskip("pandas")
+    text, kwargs = PANDAS_CASES[case]
+    path = write(tmp_path, text)
+    monkeypatch.setattr(mio, "BLOCK_BYTES", 512)
+    monkeypatch.setattr(mio, "PANDAS_ROWS", 50)
+    taken = []
+    original = mio._Reader._read_with_pandas
+
+    def spy(self, prefix, stream):
+        taken.append(case)
+        return original(self, prefix, stream)
+
+    monkeypatch.setattr(mio._Reader, "_read_with_pandas", spy)
+    outcomes = []
+    for pandas in (mio._pandas, lambda: None):
+        monkeypatch.setattr(mio, "_pandas", pandas)
+        try:
+            outcomes.append(read_ratings(path, duplicates="last", **kwargs))
+        except ValueError as error:
+            outcomes.append(str(error))
+    assert taken == [case]  # the first read went through pandas (at least started there)
+    with_pandas, without = outcomes
+    if isinstance(without, str):
+        assert with_pandas == without
+        assert re.search(r"r\.txt(, line \d+)?: ", without), without
+    else:
+        assert_same(with_pandas, without)
+        assert len(without) >= len(_BASE) - 1
 
 
 def test_stable_sort_matches_numpy():
