@@ -368,6 +368,25 @@ PANDAS_CASES = {
 }
 
 
+def test_pandas_only_for_large_files_unless_imported(tmp_path, monkeypatch):
+    path = write(tmp_path, _many(_BASE))
+    monkeypatch.setattr(mio, "BLOCK_BYTES", 512)
+    handed = []  # bytes handed over to the (spied) pandas path
+    monkeypatch.setattr(mio._Reader, "_read_with_pandas",
+                        lambda self, prefix, stream: handed.append(len(prefix) + len(stream.read())))
+    monkeypatch.delitem(sys.modules, "pandas", raising=False)  # not imported yet...
+    monkeypatch.setattr(mio, "_pandas", lambda: object())      # ...but importable
+    monkeypatch.setattr(mio, "PANDAS_MIN_BYTES", 2048)
+    numpy_part = read_ratings(path)
+    assert len(handed) == 1 and 0 < handed[0] <= len(_many(_BASE)) - 2048
+    assert 0 < len(numpy_part) < len(_BASE)
+    monkeypatch.setattr(mio, "PANDAS_MIN_BYTES", 10**9)
+    assert len(read_ratings(path)) == len(_BASE) and len(handed) == 1  # numpy only
+    monkeypatch.setitem(sys.modules, "pandas", object())  # imported: used from chunk two
+    read_ratings(path)
+    assert len(handed) == 2 and handed[1] > len(_many(_BASE)) - 1024
+
+
 @pytest.mark.parametrize("case", list(PANDAS_CASES))
 def test_pandas_and_numpy_paths_agree(tmp_path, monkeypatch, case):
     pytest.importorskip("pandas")
@@ -390,12 +409,12 @@ def test_pandas_and_numpy_paths_agree(tmp_path, monkeypatch, case):
             outcomes.append(read_ratings(path, duplicates="last", **kwargs))
         except ValueError as error:
             outcomes.append(str(error))
-    assert taken == [case]  # the first read went through pandas (at least started there)
     with_pandas, without = outcomes
     if isinstance(without, str):
         assert with_pandas == without
         assert re.search(r"r\.txt(, line \d+)?: ", without), without
     else:
+        assert taken == [case]  # the first read handed the file to pandas after one chunk
         assert_same(with_pandas, without)
         assert len(without) >= len(_BASE) - 1
 
@@ -458,3 +477,20 @@ def test_scanner_fast_paths_agree_with_python():
             assert dvalue == float(field), field
     strings = _textscan.gather_strings(buf, starts, ends)
     assert [s.decode() for s in strings.tolist()] == [f.strip() for f in fields]
+
+
+@pytest.mark.slow
+def test_bench_io_script_runs(tmp_path):
+    """benchmarks/bench_io.py runs end to end on tiny files (no speed asserts)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_io.py"
+    if not script.is_file():
+        pytest.skip("not running from a source checkout")
+    done = subprocess.run([sys.executable, str(script), "--lines", "3000", "--memory-lines",
+                           "4000", "--repeats", "1", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| 3 columns, tab |" in done.stdout and "Ratings.from_arrays" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # temporary files removed
