@@ -31,7 +31,12 @@ def read_ratings(path, sep=None, columns=("user", "item", "rating"), header="inf
     """Read a delimited text file of ratings into a :class:`~mfsgd.Ratings`.
 
     The file is parsed in chunks with vectorized numpy operations (no Python object per line),
-    at several million lines per second; pandas is not needed.
+    at several million lines per second; pandas is not needed.  When pandas is installed and
+    the separator is one character, the rest of the file goes to pandas' C parser once pandas
+    is imported (or after the first 64 MB); anything pandas would read differently from the
+    numpy parser (malformed lines, string ids, ...) makes the file be read again with numpy,
+    so the result never depends on pandas.  Files in encodings that are not ASCII-compatible
+    (UTF-16, UTF-32) are decoded in memory at once.
 
     Parameters
     ----------
@@ -155,6 +160,7 @@ class _Reader:
         self.use_pandas = use_pandas
         self.columns = {role: _Column() for role in roles if role is not None}
         self.n_rows = 0
+        self.expected_bytes = None
         self.saw_line = False
         self.started = False
 
@@ -163,6 +169,7 @@ class _Reader:
         with opener as raw:
             if opener.member is not None:
                 self.name = _describe(self.path, opener.member)
+            self.expected_bytes = opener.size
             stream = raw if self.ascii_compatible else self._as_utf8(raw)
             line0 = 0
             chunks = _LineChunks(stream)
@@ -187,6 +194,13 @@ class _Reader:
             raise ValueError(f"{self.name} holds a header line but no ratings")
         return {role: self._decode(role, column.finish()) for role, column in self.columns.items()}
 
+    def _expected_rows(self, rows, n_bytes):
+        """Rows the whole file probably holds: the data size over the bytes per row of the
+        first chunk, plus 5 %."""
+        if self.expected_bytes is None or not rows or not n_bytes:
+            return 0
+        return int(self.expected_bytes / (n_bytes / rows) * 1.05) + 1024
+
     def _pandas_applies(self, consumed):
         """Whether to hand the rest of the file (after one chunk at least) to pandas: for a
         one-byte separator, when pandas is imported already or the file is large enough for
@@ -207,6 +221,7 @@ class _Reader:
         again by the numpy parser, which also reports errors with their line numbers.
         """
         pd = _pandas()
+        rows_before = self.n_rows
         source = _CountingStream(prefix, stream, self.sep_byte)
         used = [position for position, role in enumerate(self.roles) if role is not None]
         try:
@@ -222,7 +237,7 @@ class _Reader:
             raise
         except Exception:  # malformed lines and the like: let the numpy parser say where
             raise _NotForPandas() from None
-        if source.separators != (len(self.roles) - 1) * self.n_rows:
+        if source.separators != (len(self.roles) - 1) * (self.n_rows - rows_before):
             raise _NotForPandas()
 
     def _take_frame(self, frame):
@@ -240,7 +255,7 @@ class _Reader:
                     raise _NotForPandas()
             elif values.dtype != np.int64:
                 raise _NotForPandas()
-            self.columns[role].append(values)
+            self.columns[role].append(values, self._expected_rows(len(frame), 0))
         self.n_rows += len(frame)
         self.saw_line = True
 
@@ -337,7 +352,7 @@ class _Reader:
                 values = self._ratings(buf, start, end, line_of)
             else:
                 values = self._numbers(role, np.int64, buf, start, end, line_of)
-            self.columns[role].append(values)
+            self.columns[role].append(values, self._expected_rows(len(starts), len(chunk)))
         self.n_rows += len(starts)
         return n_lines
 
@@ -418,25 +433,28 @@ class _Reader:
 
 
 class _Column:
-    """The values of one column, chunk after chunk, in one growing array (numpy's resize
-    reallocates in place where it can, so growing seldom copies and nothing is joined at the
-    end).  Ratings are stored as float32; bytes strings are kept as a list of chunks."""
+    """The values of one column, chunk after chunk, in one array allocated for the expected
+    number of rows (untouched capacity costs no memory) and trimmed in place at the end, so
+    nothing is joined or zero-filled.  Ratings are stored as float32; bytes strings are kept
+    as a list of chunks."""
 
     def __init__(self):
         self.array = None
         self.size = 0
         self.strings = []
 
-    def append(self, values):
+    def append(self, values, expected_rows=0):
         if values.dtype.kind == "S":
             self.strings.append(values)
             return
+        end = self.size + len(values)
         if self.array is None:
             dtype = np.float32 if values.dtype.kind == "f" else values.dtype
-            self.array = np.empty(max(4 * len(values), 1024), dtype=dtype)
-        end = self.size + len(values)
-        if end > len(self.array):
-            self.array.resize(max(2 * len(self.array), end), refcheck=False)
+            self.array = np.empty(max(expected_rows, 4 * end, 1024), dtype=dtype)
+        elif end > len(self.array):  # more rows than expected: move to a larger array
+            larger = np.empty(max(2 * len(self.array), end), dtype=self.array.dtype)
+            larger[:self.size] = self.array[:self.size]
+            self.array = larger
         self.array[self.size:end] = values
         self.size = end
 
@@ -561,6 +579,7 @@ class _open_binary:
     def __init__(self, path, member):
         self.path, self.member = path, member
         self.closers = []
+        self.size = None  # bytes of data to read, when known
 
     def __enter__(self):
         try:
@@ -577,15 +596,23 @@ class _open_binary:
         if magic[:2] == b"\x1f\x8b":
             if self.member is not None:
                 raise ValueError(f"member={self.member!r} given but {self.path} is not a zip archive")
+            size = os.fstat(handle.fileno()).st_size
+            if size >= 4:  # the last 4 bytes: the data size modulo 2**32
+                handle.seek(-4, os.SEEK_END)
+                self.size = int.from_bytes(handle.read(4), "little")
+                self.size = self.size if self.size >= size else None  # else it wrapped
+                handle.seek(0)
             stream = gzip.GzipFile(fileobj=handle)
         elif magic == b"PK\x03\x04" or (magic[:2] == b"PK" and zipfile.is_zipfile(handle)):
             archive = zipfile.ZipFile(handle)
             self.closers.append(archive)
             self.member = _zip_member(archive, self.member, self.path)
+            self.size = archive.getinfo(self.member).file_size
             stream = archive.open(self.member)
         else:
             if self.member is not None:
                 raise ValueError(f"member={self.member!r} given but {self.path} is not a zip archive")
+            self.size = os.fstat(handle.fileno()).st_size
             return handle
         self.closers.append(stream)
         return stream
