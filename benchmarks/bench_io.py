@@ -1,6 +1,6 @@
 """Reading speed of mfsgd.read_ratings and peak memory of building a Ratings.
 
-    PYTHONPATH=. python -m benchmarks.bench_io [--lines 5M] [--memory-lines 20M] [--repeats 3]
+    PYTHONPATH=. python -m benchmarks.bench_io [--lines 5M] [--memory-lines 20M] [--repeats 5]
 
 Writes synthetic rating files into a temporary folder (removed afterwards): a 3-column
 tab-separated file ``user item rating`` and a MovieLens-25M-style CSV with a header and a
@@ -11,8 +11,9 @@ measurement runs in a fresh subprocess:
   the Ratings) with its numpy parser (pandas made unimportable: ``sys.modules["pandas"] =
   None``) and with pandas imported beforehand (its C parser then reads all but the first
   chunk); pandas.read_csv(engine="c") followed by Ratings.from_dataframe as a yardstick.
-  Each of the --repeats rounds runs every variant once, in a fresh process, interleaved so
-  that other load on a shared machine hits them alike; the median is reported;
+  Each of the --repeats rounds runs every variant once, in a fresh process, interleaved and
+  in rotating order so that other load on a shared machine hits them alike; the median is
+  reported;
 - memory: the peak RSS (VmHWM, reset just before the call; else ru_maxrss) of
   ``read_ratings`` on a --memory-lines TSV file (numpy parser; and as by default with pandas
   installed but not imported, which hands the file to pandas after 64 MB) and of
@@ -168,7 +169,7 @@ def main(argv=None):
     ap.add_argument("--lines", type=_count, default=5_000_000, help="lines of the speed files")
     ap.add_argument("--memory-lines", type=_count, default=20_000_000,
                     help="ratings of the memory measurements (0: skip them)")
-    ap.add_argument("--repeats", type=int, default=3, help="reads per speed measurement")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of speed measurements")
     ap.add_argument("--dir", type=Path, default=None, help="folder for the temporary files")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
@@ -194,8 +195,8 @@ def main(argv=None):
             row = {"style": style, "mb": path.stat().st_size / 1e6}
             tasks = ("read-numpy",) + (("read-pandas", "pandas") if have_pandas() else ())
             runs = {task: [] for task in tasks}
-            for _ in range(args.repeats):
-                for task in tasks:
+            for round_ in range(args.repeats):  # rotate the order: no variant always first
+                for task in tasks[round_ % len(tasks):] + tasks[:round_ % len(tasks)]:
                     runs[task].append(run_worker(task, path, style, 1))
             for task in tasks:
                 seconds = [run["median_seconds"] for run in runs[task]]

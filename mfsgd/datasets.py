@@ -145,7 +145,18 @@ def load_movielens_split(name_or_path, fold, data_home=None, download=False):
 
 
 def movielens_data_home(data_home=None):
-    """The cache folder: `data_home`, else ``$MFSGD_DATA``, else ``~/mfsgd_data``."""
+    """The cache folder of downloaded archives.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        Returned (with ``~`` expanded) when given.
+
+    Returns
+    -------
+    pathlib.Path
+        `data_home`, else ``$MFSGD_DATA``, else ``~/mfsgd_data``; it need not exist yet.
+    """
     if data_home is None:
         data_home = os.environ.get("MFSGD_DATA") or Path("~") / "mfsgd_data"
     return Path(data_home).expanduser()
