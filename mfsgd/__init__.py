@@ -18,10 +18,9 @@ except ImportError as _error:  # pragma: no cover - depends on how the package w
     ) from _error
 
 from ._base import clone
+from ._version import __version__
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .synthetic import make_synthetic
-
-__version__ = "0.1.0"
 
 __all__ = ["MatrixFactorization", "DivergenceError", "NotFittedError", "clone",
            "make_synthetic", "__version__"]

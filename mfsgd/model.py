@@ -12,6 +12,7 @@ from ._csr import IndexedRatings, from_index_triplets, take
 from ._idmap import IdMap
 from ._layout import aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule
 from ._progress import EpochReporter
+from ._seen import grown_indptr, merged_seen, seen_from_ratings
 from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
                           check_float, check_int)
 
@@ -193,6 +194,8 @@ class MatrixFactorization(ParamsMixin):
             else IdMap(train.user_ids)
         self._item_map = IdMap(n=train.n_items) if isinstance(train, IndexedRatings) \
             else IdMap(train.item_ids)
+        # Held-out ratings for early stopping were rated too: remember them before the split.
+        self._seen_indptr, self._seen_indices = seen_from_ratings(train)
         holdout = None
         if self.early_stopping and valid is None:
             train, holdout = _hold_out(train, params["validation_fraction"], rng)
@@ -263,12 +266,15 @@ class MatrixFactorization(ParamsMixin):
         lo, hi = model_space.rating_range
         self.rating_range_ = (min(lo, self.rating_range_[0]), max(hi, self.rating_range_[1]))
         self._prepare_training(model_space, params, self._rng)
+        self._seen_indptr, self._seen_indices = merged_seen(
+            self._seen_indptr, self._seen_indices, *seen_from_ratings(model_space))
         self._fingerprint = fingerprint
 
     def _grow(self, n_new_users, n_new_items, params):
         k, dtype = self.user_factors_.shape[1], self.user_factors_.dtype
         adagrad = len(self._user_grad_sq) > 0
         if n_new_users:
+            self._seen_indptr = grown_indptr(self._seen_indptr, len(self.user_bias_) + n_new_users)
             fresh = self._initial_factors(self._rng, n_new_users, k, dtype, params)
             self.user_factors_ = np.vstack([self.user_factors_, fresh])
             self.user_bias_ = np.concatenate([self.user_bias_, np.zeros(n_new_users, dtype)])
@@ -425,7 +431,7 @@ class MatrixFactorization(ParamsMixin):
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")]:
             delattr(self, name)
         for name in ("_layout", "_rng", "_user_grad_sq", "_item_grad_sq", "_fingerprint",
-                     "_user_map", "_item_map"):
+                     "_user_map", "_item_map", "_seen_indptr", "_seen_indices"):
             self.__dict__.pop(name, None)
 
     # ------------------------------------------------------------------ new users
