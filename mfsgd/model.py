@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 
-from . import _sgd
+from . import _sgd, persistence
+from . import recommend as _recommend
 from ._base import ParamsMixin
 from ._csr import IndexedRatings, from_index_triplets, take
 from ._idmap import IdMap
@@ -428,7 +429,9 @@ class MatrixFactorization(ParamsMixin):
         return float(penalty)
 
     def _forget_fit(self):
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")]:
+        # item_titles_ is set by the user, not learned: it survives a new fit.
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")
+                     and n != "item_titles_"]:
             delattr(self, name)
         for name in ("_layout", "_rng", "_user_grad_sq", "_item_grad_sq", "_fingerprint",
                      "_user_map", "_item_map", "_seen_indptr", "_seen_indices"):
@@ -602,6 +605,115 @@ class MatrixFactorization(ParamsMixin):
         """Root mean squared error of the predictions on the ratings `X` (same types as fit)."""
         self._check_fitted()
         return self._rmse_on(self._indexed_pairs(as_training_data("X", X)), self._thread_count())
+
+    # ------------------------------------------------------------------ recommendation
+    def recommend(self, user, n=10, exclude_seen=True, items=None):
+        """The `n` items with the highest predicted rating for `user`.
+
+        See :func:`mfsgd.recommend.recommend`.
+
+        Parameters
+        ----------
+        user : id
+            A user known to the model; an unknown user raises KeyError (no cold start).
+        n : int, default=10
+        exclude_seen : bool, default=True
+            Leave out the items the user rated in training.
+        items : array-like of ids, optional
+            Rank only these items.
+
+        Returns
+        -------
+        item_ids : ndarray
+            Raw item ids, best first (at most `n`).
+        scores : ndarray of float64
+            Unclipped predicted ratings of those items.
+        """
+        return _recommend.recommend(self, user, n, exclude_seen, items)
+
+    def recommend_all(self, users=None, n=10, exclude_seen=True):
+        """The `n` best items for each of `users` (default: all); see
+        :func:`mfsgd.recommend.recommend_all`.
+
+        Parameters
+        ----------
+        users : array-like of ids, optional
+        n : int, default=10
+        exclude_seen : bool, default=True
+
+        Returns
+        -------
+        item_ids : ndarray, shape (len(users), n)
+            Raw item ids; rows with fewer than `n` candidates are padded with -1 (integer
+            ids) or "" (string ids).
+        scores : ndarray of float64, shape (len(users), n)
+            -inf in padded slots.
+        """
+        return _recommend.recommend_all(self, users, n, exclude_seen)
+
+    def similar_items(self, item, n=10):
+        """The `n` items nearest to `item` by cosine similarity of item factors.
+
+        Parameters
+        ----------
+        item : id
+        n : int, default=10
+
+        Returns
+        -------
+        item_ids : ndarray
+            Raw ids, most similar first, never `item` itself.
+        similarities : ndarray of float64
+        """
+        return _recommend.similar_items(self, item, n)
+
+    def similar_users(self, user, n=10):
+        """The `n` users nearest to `user` by cosine similarity of user factors.
+
+        Parameters
+        ----------
+        user : id
+        n : int, default=10
+
+        Returns
+        -------
+        user_ids : ndarray
+            Raw ids, most similar first, never `user` itself.
+        similarities : ndarray of float64
+        """
+        return _recommend.similar_users(self, user, n)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the fitted model to one .npz file at `path` (atomically, no suffix added).
+
+        See :mod:`mfsgd.persistence` for the file's contents; callbacks are not saved.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model saved with :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        MatrixFactorization
+            Equal to the saved model, array for array.
+
+        Raises
+        ------
+        ValueError
+            When the file is damaged, altered, not an mfsgd model, or of a newer format.
+        """
+        return persistence.load(path, cls)
 
 
 def _aligned_full(n, value, dtype):
