@@ -103,6 +103,9 @@ class MatrixFactorization(ParamsMixin):
         objective, seconds, and with early stopping "best" (True on the best epoch so far).
     best_epoch_ : int
         With early stopping, the epoch whose factors the model holds.
+    item_titles_ : dict-like or None
+        Not learned: set it to a mapping raw item id -> title to have ``save`` store it
+        (``load`` restores it as a dict, or None); a new ``fit`` keeps it.
     """
 
     def __init__(self, n_factors=100, n_epochs=60, learning_rate=0.007, regularization=0.08,

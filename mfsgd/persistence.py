@@ -82,7 +82,7 @@ def save(model, path):
     """
     model._check_fitted()
     path = _checked_path(path)
-    arrays = model_arrays(model)
+    arrays = _model_arrays(model)
     arrays[DIGEST_KEY] = np.array(digest(arrays))
     _write_atomically(path, arrays)
 
@@ -100,7 +100,10 @@ def load(path, cls):
     -------
     model : cls
         A fitted model equal, array for array, to the saved one.  It predicts and recommends
-        at once; ``partial_fit`` rebuilds its training layout from the data it is given.
+        at once.  ``partial_fit`` works: it rebuilds the training layout (not stored) from
+        the data it is given with the saved random generator, so continuing is reproducible
+        but not bit-identical to continuing the model before it was saved (a pickled model
+        carries its layout and continues exactly).
 
     Raises
     ------
@@ -120,7 +123,18 @@ def load(path, cls):
 
 
 def digest(arrays):
-    """SHA-256 hex digest over the name, dtype, shape and bytes of every array but the digest."""
+    """SHA-256 over the name, dtype, shape and bytes of every array except the digest itself.
+
+    Parameters
+    ----------
+    arrays : dict of str to ndarray
+        The arrays of a model file, with or without its ``sha256`` entry.
+
+    Returns
+    -------
+    str
+        The hex digest; arrays are taken in sorted name order.
+    """
     sha = hashlib.sha256()
     for name in sorted(arrays):
         if name == DIGEST_KEY:
@@ -131,7 +145,7 @@ def digest(arrays):
     return sha.hexdigest()
 
 
-def model_arrays(model):
+def _model_arrays(model):
     """The arrays :func:`save` writes for a fitted model (without the digest)."""
     arrays = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
@@ -155,16 +169,16 @@ def model_arrays(model):
     for kind, id_map in (("user", model._user_map), ("item", model._item_map)):
         arrays[f"{kind}_ids_identity"] = np.array(id_map.identity)
         arrays[f"{kind}_ids"] = (np.zeros(0, dtype=np.int64) if id_map.identity
-                                 else storable_ids(id_map.ids, f"{kind} ids"))
+                                 else _storable_ids(id_map.ids, f"{kind} ids"))
     titles = getattr(model, "item_titles_", None)
     if titles is not None:
         keys = list(titles.keys())
-        arrays["item_titles_ids"] = storable_ids(np.asarray(keys), "item_titles_ keys")
+        arrays["item_titles_ids"] = _storable_ids(np.asarray(keys), "item_titles_ keys")
         arrays["item_titles"] = np.array([str(titles[key]) for key in keys], dtype=str)
     return arrays
 
 
-def storable_ids(ids, what):
+def _storable_ids(ids, what):
     """`ids` as an integer or unicode array (object arrays of str become unicode)."""
     ids = np.asarray(ids)
     if ids.dtype.kind == "O":

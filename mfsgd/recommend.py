@@ -178,7 +178,18 @@ def similar_users(model, user, n=10):
 
 
 def fill_id(dtype):
-    """The id that pads rows of :func:`recommend_all` for raw ids of `dtype`."""
+    """The id that pads rows of :func:`recommend_all` for raw ids of `dtype`.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        Dtype of the model's raw item ids.
+
+    Returns
+    -------
+    int, str, bytes or None
+        -1 for integer ids, "" for str ids, b"" for bytes ids, None for anything else.
+    """
     if dtype.kind in "iu":
         return -1
     if dtype.kind == "U":
