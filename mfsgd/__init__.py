@@ -18,11 +18,10 @@ except ImportError as _error:  # pragma: no cover - depends on how the package w
     ) from _error
 
 from ._base import clone
+from ._version import __version__
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .ratings import Ratings
 from .synthetic import make_synthetic
-
-__version__ = "0.1.0"
 
 __all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
            "make_synthetic", "__version__"]
