@@ -21,7 +21,7 @@ from ._base import clone
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .ratings import Ratings
 from .synthetic import make_synthetic
-from . import metrics  # noqa: E402  (a module: mfsgd.metrics.rmse, ...)
+from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
 
 __version__ = "0.1.0"
 
