@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ._base import ParamsMixin
 from ._cv import (check_error_score, check_n_jobs, check_scoring, fit_and_score, fold_clone,
@@ -340,14 +339,19 @@ def _results_table(candidates, results, n_folds, names):
             table[f"split{f}_test_{name}"] = scores[:, f]
         table[f"mean_test_{name}"] = scores.mean(axis=1)
         table[f"std_test_{name}"] = scores.std(axis=1)
-        ranked = np.where(np.isnan(table[f"mean_test_{name}"]), np.inf, table[f"mean_test_{name}"])
-        table[f"rank_test_{name}"] = rankdata(ranked, method="min").astype(np.int64)
+        table[f"rank_test_{name}"] = _min_rank(table[f"mean_test_{name}"])
     for kind in ("fit", "score"):
         times = np.array([[results[c * n_folds + f][f"{kind}_time"] for f in range(n_folds)]
                           for c in range(n)])
         table[f"mean_{kind}_time"] = times.mean(axis=1)
         table[f"std_{kind}_time"] = times.std(axis=1)
     return table
+
+
+def _min_rank(scores):
+    """Rank 1 for the lowest score, ties sharing the lowest rank, NaN ranked last."""
+    keys = np.where(np.isnan(scores), np.inf, scores)
+    return np.searchsorted(np.sort(keys), keys, side="left").astype(np.int64) + 1
 
 
 def _object_column(values):

@@ -415,3 +415,23 @@ def test_search_rejects_bad_ratings():
 
 def test_module_is_exported():
     assert mfsgd.model_selection.KFold is KFold
+
+
+# ---------------------------------------------------------------- MovieLens 100K
+def test_movielens_predefined_folds_time_split_and_ranking(ml100k_dir):
+    def read(name):
+        table = np.loadtxt(ml100k_dir / name, dtype=np.int64)
+        return mfsgd.Ratings.from_arrays(table[:, 0], table[:, 1], table[:, 2].astype(float),
+                                         timestamps=table[:, 3])
+
+    folds = PredefinedSplit([(read(f"u{i}.base"), read(f"u{i}.test")) for i in (1, 2)])
+    model = fast_model(n_factors=8, n_epochs=10)
+    result = cross_validate(model, None, cv=folds, n_jobs=2)
+    assert ((result["test_rmse"] > 0.85) & (result["test_rmse"] < 1.1)).all()
+    everything = read("u.data")
+    train, test = train_test_split(everything, test_size=0.1, strategy="time")
+    assert train.timestamps.max() <= test.timestamps.min()
+    fitted = model.fit(train)
+    popular = mfsgd.metrics.precision_at_k(fitted, test, k=10, threshold=4, exclude=train)
+    assert 0.0 <= popular <= 1.0
+    assert mfsgd.metrics.recall_at_k(fitted, test, k=10, threshold=4, exclude=train) >= 0.0
