@@ -374,6 +374,12 @@ def _as_frame(table):
     return pandas.DataFrame(table)
 
 
+def _format_params(params):
+    """name=value pairs, floats to 4 significant digits."""
+    return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value!r}"
+                     for key, value in params.items()) or "(model parameters)"
+
+
 class _Progress:
     """Per-candidate lines (and an optional tqdm bar) while a search runs."""
 
@@ -416,7 +422,8 @@ class _Progress:
             self.finished += 1
             scores = np.array(self.scores[candidate])
             self._say(f"[{self.title}] {self.finished}/{len(self.candidates)} "
-                      f"{self.candidates[candidate]}: {self.metric} {scores.mean():.4f} "
+                      f"{_format_params(self.candidates[candidate])}: "
+                      f"{self.metric} {scores.mean():.4f} "
                       f"(+/- {scores.std():.4f}) in {self.seconds[candidate]:.1f} s")
 
     def close(self):

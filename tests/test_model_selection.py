@@ -320,7 +320,7 @@ def test_grid_search_verbose_prints_one_line_per_candidate(synthetic, capsys):
                  refit=False).fit(synthetic)
     lines = [line for line in capsys.readouterr().out.splitlines() if "[GridSearchCV]" in line]
     assert len(lines) == 2
-    assert "{'n_factors': 2}" in "".join(lines) and "rmse" in lines[0]
+    assert "n_factors=2:" in "".join(lines) and "rmse" in lines[0]
 
 
 def test_cv_results_is_a_dict_without_pandas(synthetic, monkeypatch):
