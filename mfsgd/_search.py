@@ -224,6 +224,7 @@ class _BaseSearchCV(ParamsMixin):
 
 
 _SEARCH_DOC = """
+
     Parameters
     ----------
     model : MatrixFactorization
