@@ -22,6 +22,7 @@ from ._version import __version__
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .ratings import Ratings
 from .synthetic import make_synthetic
+from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
 
 __all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
            "make_synthetic", "__version__"]
