@@ -39,56 +39,11 @@ def ml100k_u1(ml100k_dir):
     return read_ml100k_split(ml100k_dir, "u1.base"), read_ml100k_split(ml100k_dir, "u1.test")
 
 
-class StringIdRatings:
-    """A minimal rating set with string ids, of the duck type ``fit`` accepts.
-
-    It stands in for ``mfsgd.Ratings`` where that class does not exist: sorted unique string
-    ids, user-major CSR ratings with sorted column indices.
-    """
-
-    def __init__(self, users, items, ratings):
-        import scipy.sparse as sp
-
-        self.user_ids, user_index = np.unique(np.asarray(users, dtype=str), return_inverse=True)
-        self.item_ids, item_index = np.unique(np.asarray(items, dtype=str), return_inverse=True)
-        csr = sp.csr_matrix((np.asarray(ratings, dtype=np.float32), (user_index, item_index)),
-                            shape=(len(self.user_ids), len(self.item_ids)))
-        csr.sort_indices()
-        self.indptr = csr.indptr.astype(np.int64)
-        self.indices = csr.indices.astype(np.int32)
-        self.data = csr.data.astype(np.float32)
-        self.n_users, self.n_items = csr.shape
-        self.timestamps = None
-
-    def __len__(self):
-        return len(self.data)
-
-    @property
-    def rating_range(self):
-        return float(self.data.min()), float(self.data.max())
-
-    def to_coo(self):
-        users = np.repeat(np.arange(self.n_users, dtype=np.int32), np.diff(self.indptr))
-        return users, self.indices, self.data
-
-    def user_index(self, raw):
-        return _sorted_lookup(self.user_ids, raw)
-
-    def item_index(self, raw):
-        return _sorted_lookup(self.item_ids, raw)
-
-
-def _sorted_lookup(ids, raw):
-    raw = np.asarray(raw, dtype=str)
-    pos = np.minimum(np.searchsorted(ids, raw), len(ids) - 1)
-    return np.where(ids[pos] == raw, pos, -1)
-
-
 @pytest.fixture(scope="session")
 def string_id_ratings():
-    """(users, items, ratings) with string ids, and the StringIdRatings built from them."""
+    """(users, items, ratings) with string ids, and the mfsgd.Ratings built from them."""
     users, items, ratings = mfsgd.make_synthetic(n_users=120, n_items=60, n_ratings=2500,
                                                  random_state=3)
     user_names = np.array([f"user-{u:03d}" for u in users])
     item_names = np.array([f"item-{i:03d}" for i in items])
-    return (user_names, item_names, ratings), StringIdRatings(user_names, item_names, ratings)
+    return (user_names, item_names, ratings), mfsgd.Ratings.from_arrays(user_names, item_names, ratings)

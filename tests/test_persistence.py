@@ -65,11 +65,8 @@ def test_round_trip_with_string_ids(string_id_ratings, tmp_path, dtype):
 
 
 def test_round_trip_with_mfsgd_ratings(string_id_ratings, tmp_path):
-    Ratings = getattr(mfsgd, "Ratings", None)
-    if Ratings is None:
-        pytest.skip("mfsgd.Ratings does not exist on this branch")
     (user_names, item_names, values), _ = string_id_ratings
-    model = fitted(Ratings.from_arrays(user_names, item_names, values))
+    model = fitted(mfsgd.Ratings.from_arrays(user_names, item_names, values))
     model.save(tmp_path / "model.npz")
     loaded = MatrixFactorization.load(tmp_path / "model.npz")
     assert_same_model(loaded, model, user_names[:50], item_names[:50])

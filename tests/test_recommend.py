@@ -253,11 +253,8 @@ def test_string_ids_from_a_duck_typed_rating_set(string_id_ratings):
 
 
 def test_string_ids_with_mfsgd_ratings(string_id_ratings):
-    Ratings = getattr(mfsgd, "Ratings", None)
-    if Ratings is None:
-        pytest.skip("mfsgd.Ratings does not exist on this branch")
     (user_names, item_names, values), _ = string_id_ratings
-    model = fitted(Ratings.from_arrays(user_names, item_names, values))
+    model = fitted(mfsgd.Ratings.from_arrays(user_names, item_names, values))
     got, scores = model.recommend(user_names[0], n=5)
     assert got.dtype.kind == "U" and len(got) == 5 and np.all(np.diff(scores) <= 0)
     assert not set(got.tolist()) & set(item_names[user_names == user_names[0]].tolist())
