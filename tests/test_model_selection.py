@@ -435,3 +435,18 @@ def test_movielens_predefined_folds_time_split_and_ranking(ml100k_dir):
     popular = mfsgd.metrics.precision_at_k(fitted, test, k=10, threshold=4, exclude=train)
     assert 0.0 <= popular <= 1.0
     assert mfsgd.metrics.recall_at_k(fitted, test, k=10, threshold=4, exclude=train) >= 0.0
+
+
+# The configuration the project's RandomizedSearchCV found on MovieLens 100K (README, "Tuned
+# for MovieLens 100K"), rounded as printed there.
+README_TUNED_ML100K = dict(n_factors=200, n_epochs=100, learning_rate=0.004, regularization=0.071,
+                           bias_regularization=0.0078)
+
+
+def test_readme_tuned_configuration_on_movielens_100k(ml100k_dir):
+    table = np.loadtxt(ml100k_dir / "u.data", dtype=np.int64)
+    data = mfsgd.Ratings.from_arrays(table[:, 0], table[:, 1], table[:, 2].astype(float),
+                                     timestamps=table[:, 3])
+    model = mfsgd.MatrixFactorization(**README_TUNED_ML100K, random_state=0)
+    result = cross_validate(model, data, cv=KFold(5, shuffle=True, random_state=0), n_jobs=2)
+    assert result["test_rmse"].mean() <= 0.905
