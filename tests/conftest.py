@@ -15,7 +15,7 @@ ML100K_CANDIDATES = [
 
 
 def pytest_report_header(config):
-    return f"mfsgd {mfsgd.__version__} from {Path(mfsgd.__file__).parent}, kernel ISA k<96: {_sgd.current_isa(32)}, k>=96: {_sgd.current_isa(128)}, OpenMP {_sgd.HAVE_OPENMP}"
+    return f"mfsgd {mfsgd.__version__} from {Path(mfsgd.__file__).parent}, kernel ISA k=32: {_sgd.current_isa(32)}, k=100: {_sgd.current_isa(100)}, k=128: {_sgd.current_isa(128)}, OpenMP {_sgd.HAVE_OPENMP}"
 
 
 @pytest.fixture(scope="session")
