@@ -36,8 +36,8 @@ def quick_benchmark(n_ratings=1_000_000, n_epochs=3, factors=(32, 128), out=None
         raise ValueError(f"n_ratings must be at least 1000, got {n_ratings}")
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be at least 1, got {n_epochs}")
-    users, items, values = make_synthetic(n_users=max(20, n_ratings // 50),
-                                          n_items=max(10, n_ratings // 500),
+    users, items, values = make_synthetic(n_users=max(400, n_ratings // 50),
+                                          n_items=max(200, n_ratings // 500),
                                           n_ratings=n_ratings, random_state=0)
     data = Ratings.from_arrays(users, items, values, duplicates="last")
     cores = os.cpu_count() or 1
