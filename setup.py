@@ -1,4 +1,5 @@
-"""Build the mfsgd extension: cythonize mfsgd/_sgd.pyx with OpenMP when the compiler has it.
+"""Build the mfsgd extensions: cythonize mfsgd/_sgd.pyx and mfsgd/_topn.pyx, with OpenMP when
+the compiler has it.
 
 Set MFSGD_NO_OPENMP=1 to build without OpenMP (single-threaded training).
 """
@@ -56,16 +57,24 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-extensions = [
-    Extension(
-        "mfsgd._sgd",
-        sources=["mfsgd/_sgd.pyx"],
-        depends=["mfsgd/_kernels.h", "mfsgd/_kernels_impl.h"],
+def kernel_extension(name, depends=()):
+    """An extension module mfsgd.<name> built from mfsgd/<name>.pyx with the kernel flags."""
+    return Extension(
+        f"mfsgd.{name}",
+        sources=[f"mfsgd/{name}.pyx"],
+        depends=list(depends),
         include_dirs=[np.get_include(), "mfsgd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math"],
         extra_link_args=[],
     )
+
+
+KERNEL_HEADERS = ["mfsgd/_kernels.h", "mfsgd/_kernels_impl.h"]
+extensions = [
+    kernel_extension("_sgd", KERNEL_HEADERS),
+    # Top-n scoring shares the SGD kernel's dot product, so its scores equal predict's.
+    kernel_extension("_topn", KERNEL_HEADERS),
 ]
 
 setup(

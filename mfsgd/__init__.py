@@ -18,12 +18,13 @@ except ImportError as _error:  # pragma: no cover - depends on how the package w
     ) from _error
 
 from ._base import clone
+from ._version import __version__
+from .datasets import load_movielens
 from .io import read_ratings
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .ratings import Ratings
 from .synthetic import make_synthetic
-
-__version__ = "0.1.0"
+from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
 
 __all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
-           "make_synthetic", "read_ratings", "__version__"]
+           "make_synthetic", "read_ratings", "load_movielens", "__version__"]

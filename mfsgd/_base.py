@@ -34,6 +34,8 @@ class ParamsMixin:
 
 
 def _same(a, b):
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True                                  # NaN defaults (e.g. error_score)
     try:
         return bool(a == b) and type(a) is type(b)
     except Exception:

@@ -130,8 +130,11 @@ typedef double (*mf_block_f64_fn)(double *, double *, double *, double *, double
 /* Kernels in use for k below MF_WIDE_K ("narrow") and from MF_WIDE_K up ("wide").  On this
  * kind of CPU 512-bit vectors pay off only once a user's factor row fills several registers:
  * measured on a Xeon with AVX-512, AVX2 was 1.3-1.6x faster at k = 16-32, equal at 64, and
- * 512-bit vectors 1.3-1.4x faster at k = 128-256. */
+ * 512-bit vectors 1.3-1.4x faster at k = 128-256.  Only when a row of k floats is a whole
+ * number of 64-byte cache lines, though: otherwise most 512-bit loads straddle two lines and
+ * AVX2 wins (MovieLens 100K at k = 100: AVX2 23 Mupd/s, AVX-512 16). */
 #define MF_WIDE_K 96
+#define MF_IS_WIDE(k, size) ((k) >= MF_WIDE_K && ((k) * (size)) % 64 == 0)
 static mf_block_f32_fn mf_block_f32_narrow = mf_sgd_block_f32_base, mf_block_f32_wide = mf_sgd_block_f32_base;
 static mf_block_f64_fn mf_block_f64_narrow = mf_sgd_block_f64_base, mf_block_f64_wide = mf_sgd_block_f64_base;
 static const char *mf_isa_narrow = "baseline", *mf_isa_wide = "baseline";
@@ -141,7 +144,7 @@ static inline double mf_sgd_block_f32(float *P, float *Q, float *bu, float *bi, 
                                       const int32_t *order, int64_t n_runs, const int32_t *items,
                                       const float *ratings, int k, const mf_params *prm)
 {
-    mf_block_f32_fn fn = k >= MF_WIDE_K ? mf_block_f32_wide : mf_block_f32_narrow;
+    mf_block_f32_fn fn = MF_IS_WIDE(k, 4) ? mf_block_f32_wide : mf_block_f32_narrow;
     return fn(P, Q, bu, bi, gp, gq, run_user, run_ptr, order, n_runs, items, ratings, k, prm);
 }
 
@@ -150,7 +153,7 @@ static inline double mf_sgd_block_f64(double *P, double *Q, double *bu, double *
                                       const int32_t *order, int64_t n_runs, const int32_t *items,
                                       const float *ratings, int k, const mf_params *prm)
 {
-    mf_block_f64_fn fn = k >= MF_WIDE_K ? mf_block_f64_wide : mf_block_f64_narrow;
+    mf_block_f64_fn fn = MF_IS_WIDE(k, 8) ? mf_block_f64_wide : mf_block_f64_narrow;
     return fn(P, Q, bu, bi, gp, gq, run_user, run_ptr, order, n_runs, items, ratings, k, prm);
 }
 
@@ -201,7 +204,7 @@ static inline const char *mf_select_isa(const char *wanted)
 }
 
 /* Name of the instruction set used for factor count k. */
-static inline const char *mf_isa_for(int k) { return k >= MF_WIDE_K ? mf_isa_wide : mf_isa_narrow; }
+static inline const char *mf_isa_for(int k) { return MF_IS_WIDE(k, 4) ? mf_isa_wide : mf_isa_narrow; }
 
 
 

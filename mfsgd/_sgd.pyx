@@ -72,7 +72,7 @@ def select_isa(str wanted="auto"):
 
 
 def current_isa(int n_factors=32):
-    """Return the instruction set the SGD kernel uses for `n_factors` factors."""
+    """Return the instruction set the float32 SGD kernel uses for `n_factors` factors."""
     return mf_isa_for(n_factors).decode()
 
 

@@ -1,128 +1,102 @@
-"""The ``mfsgd`` command line: ``mfsgd demo`` and ``mfsgd train DATA``."""
+"""The ``mfsgd`` command line: argument parsing, dispatch and one-line error reporting."""
 import argparse
 import sys
-import time
-
-import numpy as np
 
 from . import __version__
-from .model import MatrixFactorization
-from .synthetic import make_synthetic
+from . import _commands
 
-DEMO_NOISE = 0.5
-DEMO_PARAMS = dict(n_factors=8, n_epochs=60, learning_rate=0.005, regularization=0.02)
+SCHEDULES = ("constant", "inverse", "adagrad")
+SPLITS = ("random", "user", "time")
 
 
-class CommandError(Exception):
-    """An error to report as one line on stderr."""
+def _add_data_options(parser):
+    parser.add_argument("data", help="a ratings file (.csv/.tsv/.dat, also .gz/.zip), a MovieLens "
+                        "folder or archive, a MovieLens name (ml-100k, ml-1m, ml-10m, ml-20m, "
+                        "ml-25m, ml-latest-small, ml-latest) or 'demo'")
+    parser.add_argument("--sep", default=None, help="field separator of a ratings file "
+                        "(default: inferred)")
+    parser.add_argument("--data-home", default=None, help="MovieLens cache folder (default: "
+                        "$MFSGD_DATA or ~/mfsgd_data)")
+    parser.add_argument("--download", action="store_true",
+                        help="download a named MovieLens set when it is not cached")
+
+
+def _add_model_options(parser, epochs=60):
+    parser.add_argument("--factors", type=int, default=100, help="n_factors (default 100)")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"n_epochs (default {epochs})")
+    parser.add_argument("--lr", type=float, default=0.007, help="learning rate (default 0.007)")
+    parser.add_argument("--reg", type=float, default=0.08, help="regularization (default 0.08)")
+    parser.add_argument("--bias-reg", type=float, default=None,
+                        help="bias regularization (default: --reg)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                        help="learning-rate schedule")
+    parser.add_argument("--seed", type=int, default=0, help="random_state of split and model")
+    parser.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
 
 
 def build_parser():
     """Return the argument parser of the ``mfsgd`` command."""
     parser = argparse.ArgumentParser(
-        prog="mfsgd", description="Matrix factorization by stochastic gradient descent.")
+        prog="mfsgd", description="Matrix factorization recommenders trained by SGD.")
     parser.add_argument("--version", action="version", version=f"mfsgd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train on built-in synthetic ratings (no download)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data and the model")
     demo.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all)")
 
-    train = commands.add_parser("train", help="train on a ratings file and report held-out RMSE")
-    train.add_argument("data", help="delimited text file of user,item,rating[,timestamp], or 'demo'")
-    train.add_argument("--sep", default=None, help="field separator (default: inferred)")
-    train.add_argument("--factors", type=int, default=100)
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--lr", type=float, default=0.007, help="learning rate")
-    train.add_argument("--reg", type=float, default=0.08, help="regularization")
+    train = commands.add_parser("train", help="train, report held-out RMSE/MAE, optionally save")
+    _add_data_options(train)
+    _add_model_options(train)
     train.add_argument("--test-size", type=float, default=0.2, help="held-out fraction")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--split", choices=SPLITS, default="random",
+                       help="how to hold out the test ratings (default random)")
+    train.add_argument("--early-stopping", action="store_true",
+                       help="stop when the validation RMSE stops improving, keep the best epoch")
+    train.add_argument("--save", metavar="MODEL", default=None,
+                       help="save the model trained on the training part (.npz)")
+    train.add_argument("--plot", metavar="FILE.png", default=None,
+                       help="plot train/validation RMSE per epoch (needs matplotlib)")
+
+    evaluate = commands.add_parser("evaluate", help="RMSE and MAE of a saved model on DATA")
+    evaluate.add_argument("model", help="a model saved by `mfsgd train --save`")
+    _add_data_options(evaluate)
+
+    recommend = commands.add_parser("recommend", help="top-N items for a user of a saved model")
+    recommend.add_argument("model", help="a model saved by `mfsgd train --save`")
+    recommend.add_argument("user", help="raw user id")
+    recommend.add_argument("-n", type=int, default=10, help="number of items (default 10)")
+    recommend.add_argument("--include-seen", action="store_true",
+                           help="also list items the user rated in training")
+
+    search = commands.add_parser("search", help="random search with cross-validation")
+    _add_data_options(search)
+    search.add_argument("--n-iter", type=int, default=10, help="configurations to try")
+    search.add_argument("--cv", type=int, default=3, help="cross-validation folds")
+    search.add_argument("--epochs", type=int, default=30, help="n_epochs of every candidate")
+    search.add_argument("--factors", type=str, default="50,100,200",
+                        help="comma list of n_factors to draw from")
+    search.add_argument("--jobs", type=int, default=1, help="folds trained at once (threads)")
+    search.add_argument("--seed", type=int, default=0)
+
+    bench = commands.add_parser("bench", help="the quick throughput benchmark")
+    bench.add_argument("--ratings", type=int, default=1_000_000, help="synthetic ratings")
+    bench.add_argument("--epochs", type=int, default=3)
     return parser
-
-
-def _split(n, test_size, seed):
-    """Random (train, test) positions with a `test_size` fraction held out."""
-    if not 0.0 < test_size < 1.0:
-        raise CommandError(f"--test-size must be between 0 and 1, got {test_size}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_test = max(1, int(round(n * test_size)))
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def _take(triplets, positions):
-    return tuple(np.asarray(a)[positions] for a in triplets)
-
-
-def _read_text_ratings(path, sep):
-    """(users, items, ratings) of a delimited file with integer ids."""
-    try:
-        table = np.loadtxt(path, delimiter=sep, usecols=(0, 1, 2), dtype=np.float64, ndmin=2)
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error}") from None
-    except ValueError as error:
-        raise CommandError(f"cannot parse {path}: {error}") from None
-    if len(table) == 0:
-        raise CommandError(f"{path} holds no ratings")
-    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
-
-
-def _fit_and_report(model, train, test, out):
-    print(f"training on {len(train[2]):,} ratings, testing on {len(test[2]):,}", file=out)
-    start = time.perf_counter()
-    model.set_params(verbose=True)
-    model.fit(train, validation=test)
-    seconds = time.perf_counter() - start
-    rmse = model.score(test)
-    users, items, values = test
-    mae = float(np.mean(np.abs(model.predict(users, items) - values)))
-    updates = len(train[2]) * model.n_epochs / seconds / 1e6
-    print(f"test RMSE {rmse:.4f}  MAE {mae:.4f}  ({seconds:.2f} s, {updates:.1f} M updates/s)",
-          file=out)
-    return rmse
-
-
-def run_demo(args, out=sys.stdout):
-    """Train on the built-in synthetic data and compare the test RMSE with the noise floor."""
-    users, items, ratings = make_synthetic(noise=DEMO_NOISE, random_state=args.seed)
-    train_pos, test_pos = _split(len(ratings), 0.2, args.seed)
-    data = (users, items, ratings)
-    print("synthetic ratings: 1000 users x 500 items, rank 6 + Gaussian noise "
-          f"(sd {DEMO_NOISE}), Zipf item popularity", file=out)
-    model = MatrixFactorization(**DEMO_PARAMS, random_state=args.seed, n_threads=args.threads)
-    rmse = _fit_and_report(model, _take(data, train_pos), _take(data, test_pos), out)
-    print(f"noise floor {DEMO_NOISE:.4f}: test RMSE is {rmse / DEMO_NOISE:.3f} x the best "
-          "achievable", file=out)
-    return 0
-
-
-def run_train(args, out=sys.stdout):
-    """Train on a file (or the demo data) and report RMSE on a held-out fraction."""
-    if args.data == "demo":
-        data = make_synthetic(noise=DEMO_NOISE, random_state=args.seed)
-    else:
-        data = _read_text_ratings(args.data, args.sep)
-    train_pos, test_pos = _split(len(data[2]), args.test_size, args.seed)
-    model = MatrixFactorization(n_factors=args.factors, n_epochs=args.epochs,
-                                learning_rate=args.lr, regularization=args.reg,
-                                random_state=args.seed, n_threads=args.threads)
-    _fit_and_report(model, _take(data, train_pos), _take(data, test_pos), out)
-    return 0
-
-
-COMMANDS = {"demo": run_demo, "train": run_train}
 
 
 def main(argv=None):
     """Entry point of the ``mfsgd`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except (CommandError, ValueError, TypeError, OSError, FloatingPointError) as error:
+        return _commands.COMMANDS[args.command](args, sys.stdout)
+    except (_commands.CommandError, ValueError, TypeError, KeyError, OSError, ImportError,
+            FloatingPointError) as error:
         if args.debug:
             raise
-        print(f"mfsgd: error: {error}", file=sys.stderr)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"mfsgd: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mfsgd: interrupted", file=sys.stderr)

@@ -6,12 +6,14 @@ import warnings
 
 import numpy as np
 
-from . import _sgd
+from . import _sgd, persistence
+from . import recommend as _recommend
 from ._base import ParamsMixin
 from ._csr import IndexedRatings, from_index_triplets, take
 from ._idmap import IdMap
 from ._layout import aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule
 from ._progress import EpochReporter
+from ._seen import grown_indptr, merged_seen, seen_from_ratings
 from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
                           check_float, check_int)
 
@@ -101,6 +103,9 @@ class MatrixFactorization(ParamsMixin):
         objective, seconds, and with early stopping "best" (True on the best epoch so far).
     best_epoch_ : int
         With early stopping, the epoch whose factors the model holds.
+    item_titles_ : dict-like or None
+        Not learned: set it to a mapping raw item id -> title to have ``save`` store it
+        (``load`` restores it as a dict, or None); a new ``fit`` keeps it.
     """
 
     def __init__(self, n_factors=100, n_epochs=60, learning_rate=0.007, regularization=0.08,
@@ -193,6 +198,8 @@ class MatrixFactorization(ParamsMixin):
             else IdMap(train.user_ids)
         self._item_map = IdMap(n=train.n_items) if isinstance(train, IndexedRatings) \
             else IdMap(train.item_ids)
+        # Held-out ratings for early stopping were rated too: remember them before the split.
+        self._seen_indptr, self._seen_indices = seen_from_ratings(train)
         holdout = None
         if self.early_stopping and valid is None:
             train, holdout = _hold_out(train, params["validation_fraction"], rng)
@@ -263,12 +270,15 @@ class MatrixFactorization(ParamsMixin):
         lo, hi = model_space.rating_range
         self.rating_range_ = (min(lo, self.rating_range_[0]), max(hi, self.rating_range_[1]))
         self._prepare_training(model_space, params, self._rng)
+        self._seen_indptr, self._seen_indices = merged_seen(
+            self._seen_indptr, self._seen_indices, *seen_from_ratings(model_space))
         self._fingerprint = fingerprint
 
     def _grow(self, n_new_users, n_new_items, params):
         k, dtype = self.user_factors_.shape[1], self.user_factors_.dtype
         adagrad = len(self._user_grad_sq) > 0
         if n_new_users:
+            self._seen_indptr = grown_indptr(self._seen_indptr, len(self.user_bias_) + n_new_users)
             fresh = self._initial_factors(self._rng, n_new_users, k, dtype, params)
             self.user_factors_ = np.vstack([self.user_factors_, fresh])
             self.user_bias_ = np.concatenate([self.user_bias_, np.zeros(n_new_users, dtype)])
@@ -422,10 +432,12 @@ class MatrixFactorization(ParamsMixin):
         return float(penalty)
 
     def _forget_fit(self):
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")]:
+        # item_titles_ is set by the user, not learned: it survives a new fit.
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")
+                     and n != "item_titles_"]:
             delattr(self, name)
         for name in ("_layout", "_rng", "_user_grad_sq", "_item_grad_sq", "_fingerprint",
-                     "_user_map", "_item_map"):
+                     "_user_map", "_item_map", "_seen_indptr", "_seen_indices"):
             self.__dict__.pop(name, None)
 
     # ------------------------------------------------------------------ new users
@@ -596,6 +608,115 @@ class MatrixFactorization(ParamsMixin):
         """Root mean squared error of the predictions on the ratings `X` (same types as fit)."""
         self._check_fitted()
         return self._rmse_on(self._indexed_pairs(as_training_data("X", X)), self._thread_count())
+
+    # ------------------------------------------------------------------ recommendation
+    def recommend(self, user, n=10, exclude_seen=True, items=None):
+        """The `n` items with the highest predicted rating for `user`.
+
+        See :func:`mfsgd.recommend.recommend`.
+
+        Parameters
+        ----------
+        user : id
+            A user known to the model; an unknown user raises KeyError (no cold start).
+        n : int, default=10
+        exclude_seen : bool, default=True
+            Leave out the items the user rated in training.
+        items : array-like of ids, optional
+            Rank only these items.
+
+        Returns
+        -------
+        item_ids : ndarray
+            Raw item ids, best first (at most `n`).
+        scores : ndarray of float64
+            Unclipped predicted ratings of those items.
+        """
+        return _recommend.recommend(self, user, n, exclude_seen, items)
+
+    def recommend_all(self, users=None, n=10, exclude_seen=True):
+        """The `n` best items for each of `users` (default: all); see
+        :func:`mfsgd.recommend.recommend_all`.
+
+        Parameters
+        ----------
+        users : array-like of ids, optional
+        n : int, default=10
+        exclude_seen : bool, default=True
+
+        Returns
+        -------
+        item_ids : ndarray, shape (len(users), n)
+            Raw item ids; rows with fewer than `n` candidates are padded with -1 (integer
+            ids) or "" (string ids).
+        scores : ndarray of float64, shape (len(users), n)
+            -inf in padded slots.
+        """
+        return _recommend.recommend_all(self, users, n, exclude_seen)
+
+    def similar_items(self, item, n=10):
+        """The `n` items nearest to `item` by cosine similarity of item factors.
+
+        Parameters
+        ----------
+        item : id
+        n : int, default=10
+
+        Returns
+        -------
+        item_ids : ndarray
+            Raw ids, most similar first, never `item` itself.
+        similarities : ndarray of float64
+        """
+        return _recommend.similar_items(self, item, n)
+
+    def similar_users(self, user, n=10):
+        """The `n` users nearest to `user` by cosine similarity of user factors.
+
+        Parameters
+        ----------
+        user : id
+        n : int, default=10
+
+        Returns
+        -------
+        user_ids : ndarray
+            Raw ids, most similar first, never `user` itself.
+        similarities : ndarray of float64
+        """
+        return _recommend.similar_users(self, user, n)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the fitted model to one .npz file at `path` (atomically, no suffix added).
+
+        See :mod:`mfsgd.persistence` for the file's contents; callbacks are not saved.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model saved with :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        MatrixFactorization
+            Equal to the saved model, array for array.
+
+        Raises
+        ------
+        ValueError
+            When the file is damaged, altered, not an mfsgd model, or of a newer format.
+        """
+        return persistence.load(path, cls)
 
 
 def _aligned_full(n, value, dtype):

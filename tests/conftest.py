@@ -15,7 +15,7 @@ ML100K_CANDIDATES = [
 
 
 def pytest_report_header(config):
-    return f"mfsgd {mfsgd.__version__} from {Path(mfsgd.__file__).parent}, kernel ISA k<96: {_sgd.current_isa(32)}, k>=96: {_sgd.current_isa(128)}, OpenMP {_sgd.HAVE_OPENMP}"
+    return f"mfsgd {mfsgd.__version__} from {Path(mfsgd.__file__).parent}, kernel ISA k=32: {_sgd.current_isa(32)}, k=100: {_sgd.current_isa(100)}, k=128: {_sgd.current_isa(128)}, OpenMP {_sgd.HAVE_OPENMP}"
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +37,13 @@ def read_ml100k_split(directory, name):
 def ml100k_u1(ml100k_dir):
     """The u1.base / u1.test split as (train, test) index triplets."""
     return read_ml100k_split(ml100k_dir, "u1.base"), read_ml100k_split(ml100k_dir, "u1.test")
+
+
+@pytest.fixture(scope="session")
+def string_id_ratings():
+    """(users, items, ratings) with string ids, and the mfsgd.Ratings built from them."""
+    users, items, ratings = mfsgd.make_synthetic(n_users=120, n_items=60, n_ratings=2500,
+                                                 random_state=3)
+    user_names = np.array([f"user-{u:03d}" for u in users])
+    item_names = np.array([f"item-{i:03d}" for i in items])
+    return (user_names, item_names, ratings), mfsgd.Ratings.from_arrays(user_names, item_names, ratings)

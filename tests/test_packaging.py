@@ -22,7 +22,7 @@ def test_sdist_and_wheel_install_and_run_in_a_fresh_venv(tmp_path):
     wheel = next(dist.glob("mfsgd-*.whl"))
     with tarfile.open(sdist) as archive:
         names = {Path(n).name for n in archive.getnames()}
-    assert {"_sgd.pyx", "_kernels.h", "_kernels_impl.h", "setup.py", "pyproject.toml"} <= names
+    assert {"_sgd.pyx", "_topn.pyx", "_kernels.h", "_kernels_impl.h", "setup.py", "pyproject.toml"} <= names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = venv / "bin" / "python"

@@ -1,0 +1,210 @@
+"""Fitting clones on folds, in threads, and cross_validate."""
+import copy
+import numbers
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
+
+import numpy as np
+
+from ._base import clone
+from ._progress import logger
+from ._split import check_cv
+from ._validation import check_int
+from .metrics import mae, rmse
+
+#: Scoring names and their metric; lower is better for every one of them.
+SCORERS = {"rmse": rmse, "mae": mae}
+
+
+def check_scoring(scoring):
+    """Tuple of metric names from a name or a sequence of names (in SCORERS)."""
+    names = (scoring,) if isinstance(scoring, str) else scoring
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"scoring must be a metric name or a sequence of names, got "
+                        f"{scoring!r}") from None
+    if not names:
+        raise ValueError("scoring is empty: name at least one metric")
+    for name in names:
+        if name not in SCORERS:
+            raise ValueError(f"scoring must name metrics among {sorted(SCORERS)}, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"scoring names a metric twice: {scoring!r}")
+    return names
+
+
+def check_n_jobs(n_jobs):
+    """Number of worker threads: None -> 1, -1 -> all cores, else a positive int."""
+    if n_jobs is None:
+        return 1
+    n_jobs = check_int("n_jobs", n_jobs)
+    if n_jobs == -1:
+        return os.cpu_count() or 1
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs!r}")
+    return n_jobs
+
+
+def check_error_score(error_score):
+    """Return "raise" or `error_score` as a float; raise TypeError otherwise."""
+    if isinstance(error_score, str) and error_score == "raise":
+        return error_score
+    if isinstance(error_score, (bool, np.bool_)) or not isinstance(error_score, numbers.Real):
+        raise TypeError(f"error_score must be 'raise' or a number, got {error_score!r}")
+    return float(error_score)
+
+
+def threads_per_fit(n_workers):
+    """OpenMP threads for each of `n_workers` concurrent fits (None: the model's own choice)."""
+    if n_workers <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def fold_clone(model, params=None, n_threads=None):
+    """An unfitted copy of `model` with `params` set.
+
+    A random_state that is not an int or None (a numpy Generator) is deep-copied, so every
+    copy starts from the same state and concurrent fits neither share nor race on it.
+    `n_threads` replaces the model's n_threads only where neither the model nor `params`
+    set it.
+    """
+    estimator = clone(model)
+    if params:
+        estimator.set_params(**params)
+    state = getattr(estimator, "random_state", None)
+    if state is not None and not isinstance(state, numbers.Integral):
+        estimator.random_state = copy.deepcopy(state)
+    if n_threads is not None and getattr(estimator, "n_threads", 0) is None:
+        estimator.n_threads = n_threads
+    return estimator
+
+
+def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
+                  keep_estimator=False):
+    """Fit a clone on `train`, score it on `test`.
+
+    Returns a dict: scores {name: float}, fit_time, score_time and, with `keep_estimator`,
+    the fitted estimator.  A fit that diverges (FloatingPointError) gets `error_score` for
+    every metric, with a RuntimeWarning, unless error_score is "raise".
+    """
+    estimator = fold_clone(model, params, n_threads)
+    start = time.perf_counter()
+    try:
+        estimator.fit(train)
+    except FloatingPointError as error:
+        if error_score == "raise":
+            raise
+        warnings.warn(f"fit failed with {params or 'the model parameters'}, scored "
+                      f"{error_score}: {error}", RuntimeWarning, stacklevel=2)
+        result = {"scores": {name: error_score for name in scoring},
+                  "fit_time": time.perf_counter() - start, "score_time": 0.0}
+    else:
+        fit_time = time.perf_counter() - start
+        start = time.perf_counter()
+        users, items, values = test.to_arrays()
+        predicted = estimator.predict(users, items)
+        scores = {name: SCORERS[name](values, predicted) for name in scoring}
+        result = {"scores": scores, "fit_time": fit_time,
+                  "score_time": time.perf_counter() - start}
+    if keep_estimator:
+        result["estimator"] = estimator
+    return result
+
+
+def run_tasks(tasks, n_workers, on_done=None):
+    """Run callables, in `n_workers` threads when above 1; results in task order.
+
+    `on_done(index, result)` is called in the calling thread as each task finishes.  The
+    first exception cancels the tasks not yet started and is raised.
+    """
+    results = [None] * len(tasks)
+    if n_workers <= 1:
+        for index, task in enumerate(tasks):
+            results[index] = task()
+            if on_done is not None:
+                on_done(index, results[index])
+        return results
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="mfsgd-cv") as pool:
+        futures = {pool.submit(task): index for index, task in enumerate(tasks)}
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                results[index] = future.result()
+                if on_done is not None:
+                    on_done(index, results[index])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return results
+
+
+def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
+                   return_estimator=False, verbose=False, error_score=np.nan):
+    """Fit and score a clone of `model` on every fold of a cross-validation.
+
+    Parameters
+    ----------
+    model : MatrixFactorization
+        Left untouched; each fold fits ``mfsgd.clone(model)`` with the same parameters, hence
+        the same `random_state`, so results do not depend on `n_jobs`.
+    ratings : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+        The data to split; may be None when `cv` carries its own folds (PredefinedSplit).
+    cv : int, splitter or iterable of (train, test) pairs, default=5
+        An int k means ``KFold(k, shuffle=True, random_state=0)``: fixed folds, so repeated
+        calls (and searches) compare models on the same splits; pass a KFold with another
+        random_state for other folds.  A splitter is anything with ``split(ratings)`` and
+        ``get_n_splits()`` (KFold, PredefinedSplit).
+    scoring : str or sequence of str, default=("rmse", "mae")
+        Metrics computed on each test fold from ``model.predict`` (lower is better).  Test
+        users or items absent from a training fold get the model's cold-start prediction.
+    n_jobs : int or None, default=1
+        Folds fitted at once, in threads (the SGD kernel releases the GIL); -1 for one per
+        core.  With more than one, each clone whose n_threads is None gets
+        ``max(1, os.cpu_count() // n_jobs)`` OpenMP threads so that the total matches the
+        cores; results are the same whatever the thread counts.
+    return_estimator : bool, default=False
+        Also return the fitted clones under "estimator".
+    verbose : bool or int, default=False
+        Print one line per fold as it finishes.
+    error_score : "raise" or float, default=nan
+        Score of a fold whose fit diverges (DivergenceError), with a RuntimeWarning; "raise"
+        raises instead.  Other errors always raise.
+
+    Returns
+    -------
+    dict
+        "test_<metric>" for each metric, "fit_time" and "score_time" (seconds): ndarrays of
+        one value per fold; "estimator": list of fitted models with `return_estimator`.
+    """
+    names = check_scoring(scoring)
+    n_jobs = check_n_jobs(n_jobs)
+    error_score = check_error_score(error_score)
+    folds = list(check_cv(cv).split(ratings))
+    n_workers = min(n_jobs, len(folds))
+    n_threads = threads_per_fit(n_workers)
+    tasks = [partial(fit_and_score, model, None, train, test, names, n_threads, error_score,
+                   bool(return_estimator)) for train, test in folds]
+
+    def report(index, result):
+        line = (f"[cross_validate] fold {index + 1}/{len(folds)}: "
+                + ", ".join(f"{name} {result['scores'][name]:.4f}" for name in names)
+                + f" (fit {result['fit_time']:.2f} s)")
+        logger.info(line)
+        if verbose:
+            print(line, file=sys.stdout, flush=True)
+
+    results = run_tasks(tasks, n_workers, report)
+    output = {f"test_{name}": np.array([r["scores"][name] for r in results]) for name in names}
+    output["fit_time"] = np.array([r["fit_time"] for r in results])
+    output["score_time"] = np.array([r["score_time"] for r in results])
+    if return_estimator:
+        output["estimator"] = [r["estimator"] for r in results]
+    return output
+

@@ -1,0 +1,278 @@
+"""Splitting rating sets: train_test_split, KFold and PredefinedSplit (all vectorized)."""
+import math
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._base import ParamsMixin
+from ._validation import check_choice, check_int
+from .ratings import Ratings
+
+STRATEGIES = ("random", "user", "time")
+
+
+def as_ratings(name, X):
+    """`X` as a :class:`mfsgd.Ratings`: a Ratings is returned as is, a scipy.sparse matrix goes
+    through ``Ratings.from_sparse`` and a (users, items, ratings[, timestamps]) tuple through
+    ``Ratings.from_arrays``; anything else raises TypeError naming `name`."""
+    if isinstance(X, Ratings):
+        return X
+    if sp.issparse(X):
+        return Ratings.from_sparse(X)
+    if isinstance(X, tuple) and len(X) in (3, 4):
+        return Ratings.from_arrays(*X)
+    raise TypeError(f"{name} must be a mfsgd.Ratings, a scipy.sparse matrix or a (users, items, "
+                    f"ratings[, timestamps]) tuple, got {type(X).__name__}")
+
+
+def train_test_split(ratings, test_size=0.2, random_state=None, strategy="random"):
+    """Split a rating set into a training and a test set.
+
+    Parameters
+    ----------
+    ratings : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings[, timestamps]) tuple
+        Tuples and matrices are converted with ``Ratings.from_arrays`` / ``from_sparse``, so
+        their indices become the raw ids.
+    test_size : float in (0, 1) or int, default=0.2
+        With "random" and "time": the share of all ratings put in test (rounded up), or their
+        number.  With "user": the share of each user's ratings, or their number per user
+        (``test_size=1`` is leave-one-out).
+    random_state : int, numpy Generator or None
+        Seed of the shuffle (and of the tie-breaks of "time").
+    strategy : {"random", "user", "time"}, default="random"
+        "random": a uniformly random subset of the ratings.
+        "user": each user's ratings are split separately.  A user with n ratings puts
+        ``test_size * n`` of them in test, rounded down or up at random so that the
+        expected share is exactly `test_size` (or ``test_size`` ratings when it is an int),
+        but never more than n - 1: every user keeps at least one training rating, and users
+        with a single rating stay wholly in train.
+        "time": the globally latest ratings by ``ratings.timestamps`` go to test (equal
+        timestamps at the boundary are broken at random), so the largest training timestamp
+        is at most the smallest test timestamp.
+
+    Returns
+    -------
+    train, test : mfsgd.Ratings
+        Together they hold every rating exactly once; each has compacted ids (only the users
+        and items it rates) and keeps the timestamps.
+
+    Raises
+    ------
+    ValueError
+        On a bad `test_size` or `strategy`, when "time" is asked of ratings without
+        timestamps, or when either side would be empty.
+    """
+    ratings = as_ratings("ratings", ratings)
+    strategy = check_choice("strategy", strategy, STRATEGIES)
+    rng = np.random.default_rng(random_state)
+    n = len(ratings)
+    if strategy == "user":
+        test_mask = _user_test_mask(ratings, test_size, rng)
+        if not test_mask.any():
+            raise ValueError(f"test_size={test_size!r} with strategy='user' puts no rating in "
+                             f"test (users need at least two ratings to give one to test)")
+        test_positions = np.flatnonzero(test_mask)
+        train_positions = np.flatnonzero(~test_mask)
+    else:
+        n_test = _test_count(test_size, n)
+        if strategy == "random":
+            order = rng.permutation(n)
+        else:
+            if ratings.timestamps is None:
+                raise ValueError("strategy='time' needs timestamps, and ratings has none "
+                                 "(build it with Ratings.from_arrays(..., timestamps=...))")
+            order = np.lexsort((rng.random(n), ratings.timestamps))
+        train_positions, test_positions = order[:n - n_test], order[n - n_test:]
+    return ratings.take(train_positions), ratings.take(test_positions)
+
+
+def _test_count(test_size, n):
+    """Number of test ratings for a global split of `n` ratings; raise naming test_size."""
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
+        raise TypeError(f"test_size must be a float in (0, 1) or an int, got {test_size!r}")
+    if isinstance(test_size, numbers.Integral):
+        n_test = int(test_size)
+    else:
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size must be in (0, 1) as a float, got {test_size!r}")
+        n_test = math.ceil(test_size * n)
+    if not 1 <= n_test <= n - 1:
+        raise ValueError(f"test_size={test_size!r} gives {n_test} test ratings out of {n}; "
+                         f"both train and test need at least one")
+    return n_test
+
+
+def _user_test_mask(ratings, test_size, rng):
+    """Boolean mask (CSR order) of the test ratings of a per-user split."""
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
+        raise TypeError(f"test_size must be a float in (0, 1) or an int, got {test_size!r}")
+    counts = np.diff(ratings.indptr)
+    if isinstance(test_size, numbers.Integral):
+        if test_size < 1:
+            raise ValueError(f"test_size must be >= 1 as an int, got {test_size!r}")
+        per_user = np.full(len(counts), int(test_size), dtype=np.int64)
+    else:
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size must be in (0, 1) as a float, got {test_size!r}")
+        share = test_size * counts
+        per_user = np.floor(share).astype(np.int64)
+        per_user += rng.random(len(counts)) < (share - per_user)
+    per_user = np.minimum(per_user, counts - 1)
+    # A random rank of every rating within its user: sort by (user, random key).
+    user = ratings.user_of_rating()
+    order = np.lexsort((rng.random(len(ratings)), user))
+    rank = np.empty(len(ratings), dtype=np.int64)
+    rank[order] = np.arange(len(ratings)) - ratings.indptr[user[order]]
+    return rank < per_user[user]
+
+
+class KFold(ParamsMixin):
+    """K-fold cross-validation over ratings: each rating is tested exactly once.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+        Number of folds, at least 2.
+    shuffle : bool, default=True
+        Shuffle the ratings before cutting them into folds; otherwise folds are consecutive
+        runs of the ratings in user-major (CSR) order.
+    random_state : int, numpy Generator or None
+        Seed of the shuffle.  With None every call to :meth:`split` draws new folds.
+    """
+
+    def __init__(self, n_splits=5, shuffle=True, random_state=None):
+        self.n_splits = n_splits
+        self.shuffle = shuffle
+        self.random_state = random_state
+
+    def get_n_splits(self, ratings=None):
+        """Number of folds.
+
+        Parameters
+        ----------
+        ratings : ignored
+            Accepted for the splitter interface.
+
+        Returns
+        -------
+        int
+        """
+        return check_int("n_splits", self.n_splits, 2)
+
+    def split(self, ratings):
+        """Yield (train, test) rating sets, one pair per fold.
+
+        The test sets partition the ratings (sizes differ by at most one); each train set is
+        the complement of its test set.
+
+        Parameters
+        ----------
+        ratings : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+
+        Yields
+        ------
+        train, test : mfsgd.Ratings
+        """
+        ratings = as_ratings("ratings", ratings)
+        for train_positions, test_positions in self._positions(ratings):
+            yield ratings.take(train_positions), ratings.take(test_positions)
+
+    def split_positions(self, ratings):
+        """Yield (train positions, test positions) into the ratings' CSR order, per fold.
+
+        Parameters
+        ----------
+        ratings : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+
+        Yields
+        ------
+        train_positions, test_positions : ndarray of int64, sorted
+        """
+        yield from self._positions(as_ratings("ratings", ratings))
+
+    def _positions(self, ratings):
+        n_splits = self.get_n_splits()
+        if not isinstance(self.shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {self.shuffle!r}")
+        n = len(ratings)
+        if n_splits > n:
+            raise ValueError(f"n_splits={n_splits} exceeds the number of ratings ({n})")
+        order = np.random.default_rng(self.random_state).permutation(n) if self.shuffle \
+            else np.arange(n)
+        fold = np.empty(n, dtype=np.int64)
+        fold[order] = np.arange(n) * n_splits // n       # sizes differ by at most one
+        for k in range(n_splits):
+            in_test = fold == k
+            yield np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
+class PredefinedSplit:
+    """Fixed (train, test) pairs, for example MovieLens 100K's u1.base/u1.test ... u5.
+
+    Parameters
+    ----------
+    folds : iterable of (train, test) pairs
+        Each side a mfsgd.Ratings, a scipy.sparse matrix or a (users, items, ratings) tuple
+        (converted to Ratings once, here).
+    """
+
+    def __init__(self, folds):
+        try:
+            pairs = list(folds)
+        except TypeError:
+            raise TypeError(f"folds must be an iterable of (train, test) pairs, got "
+                            f"{type(folds).__name__}") from None
+        if not pairs:
+            raise ValueError("folds is empty: give at least one (train, test) pair")
+        self.folds = []
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise TypeError(f"folds[{i}] must be a (train, test) pair, got "
+                                f"{type(pair).__name__}"
+                                + (f" of length {len(pair)}" if hasattr(pair, "__len__") else ""))
+            self.folds.append((as_ratings(f"folds[{i}][0] (train)", pair[0]),
+                               as_ratings(f"folds[{i}][1] (test)", pair[1])))
+
+    def __repr__(self):
+        return f"PredefinedSplit({len(self.folds)} folds)"
+
+    def get_n_splits(self, ratings=None):
+        """Number of folds.
+
+        Parameters
+        ----------
+        ratings : ignored
+
+        Returns
+        -------
+        int
+        """
+        return len(self.folds)
+
+    def split(self, ratings=None):
+        """Yield the given (train, test) pairs as rating sets.
+
+        Parameters
+        ----------
+        ratings : ignored
+            The folds carry their own data.
+
+        Yields
+        ------
+        train, test : mfsgd.Ratings
+        """
+        yield from self.folds
+
+
+def check_cv(cv):
+    """A splitter for `cv`: an int (KFold(cv, shuffle=True, random_state=0)), an object with
+    ``split`` and ``get_n_splits``, or an iterable of (train, test) pairs."""
+    if isinstance(cv, numbers.Integral) and not isinstance(cv, (bool, np.bool_)):
+        return KFold(check_int("cv", cv, 2), shuffle=True, random_state=0)
+    if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
+        return cv
+    if hasattr(cv, "__iter__") and not isinstance(cv, (str, bytes, dict)):
+        return PredefinedSplit(cv)
+    raise TypeError(f"cv must be an int, a splitter (KFold, PredefinedSplit) or an iterable of "
+                    f"(train, test) pairs, got {cv!r}")

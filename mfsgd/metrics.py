@@ -1,0 +1,255 @@
+"""Evaluation metrics: rating errors (RMSE, MAE) and top-k ranking quality.
+
+Rating errors compare predicted with true ratings.  Ranking metrics compare top-k lists of
+recommended items with the relevant items of a test rating set:
+
+* an item is *relevant* to a user when the user rated it in `test` with a rating of at least
+  `threshold` (every test rating counts when `threshold` is None);
+* users without any relevant test item are skipped (they would make every metric 0 or
+  undefined); the metric is the mean over the remaining users, NaN (with a RuntimeWarning)
+  when no user remains;
+* with ``hit_j`` = 1 when the item at rank j (1-based) of the user's list is relevant and
+  ``R`` the user's relevant items:
+
+  - precision@k = sum_{j<=k} hit_j / k  (padded, short lists still divide by k);
+  - recall@k = sum_{j<=k} hit_j / |R|;
+  - ndcg@k = DCG / IDCG with binary gains and log2 discounts:
+    DCG = sum_{j<=k} hit_j / log2(j + 1), IDCG = sum_{j<=min(k, |R|)} 1 / log2(j + 1);
+  - map@k = mean over users of AP@k = sum_{j<=k} hit_j * precision@j / min(k, |R|).
+
+The lists are 2-D arrays of raw item ids (row r for user ``users[r]``, padded with a fill
+value), or computed here from a fitted model with :func:`top_k_items`.
+"""
+import warnings
+
+import numpy as np
+
+from ._topk import default_fill, is_fitted_model, top_k_items
+from ._validation import as_training_data, check_float, check_int
+
+__all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
+           "top_k_items"]
+
+
+def rmse(y_true, y_pred):
+    """Root mean squared error.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of float, shape (n,)
+        True and predicted ratings, finite, the same non-zero length.
+
+    Returns
+    -------
+    float
+        sqrt(mean((y_pred - y_true) ** 2)), computed in float64.
+    """
+    error = _errors(y_true, y_pred)
+    return float(np.sqrt(np.mean(np.square(error))))
+
+
+def mae(y_true, y_pred):
+    """Mean absolute error.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of float, shape (n,)
+        True and predicted ratings, finite, the same non-zero length.
+
+    Returns
+    -------
+    float
+        mean(|y_pred - y_true|), computed in float64.
+    """
+    return float(np.mean(np.abs(_errors(y_true, y_pred))))
+
+
+def _errors(y_true, y_pred):
+    arrays = {}
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        array = np.asarray(values)
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+        array = array.astype(np.float64, copy=False)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise ValueError(f"{name} must be finite, found {array[bad][0]!r} at position "
+                             f"{int(np.flatnonzero(bad)[0])}")
+        arrays[name] = array
+    if len(arrays["y_true"]) != len(arrays["y_pred"]):
+        raise ValueError(f"y_true and y_pred must have the same length, got "
+                         f"{len(arrays['y_true'])} and {len(arrays['y_pred'])}")
+    if len(arrays["y_true"]) == 0:
+        raise ValueError("y_true is empty")
+    return arrays["y_pred"] - arrays["y_true"]
+
+
+_RANKING_PARAMETERS = """
+    Parameters
+    ----------
+    recommended : array-like, shape (n_users, >= k), or fitted MatrixFactorization
+        Raw item ids, best first; row r is the list of user ``users[r]``.  Entries equal to
+        `fill_value` are empty slots.  Given a fitted model, the lists are its top-k items
+        (see :func:`top_k_items`).
+    test : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+        Held-out ratings that define the relevant items.
+    k : int, default=10
+        Length of the lists evaluated (the first k columns of `recommended`).
+    threshold : float, optional
+        Smallest rating that makes a test item relevant; None makes every test item relevant.
+    users : array-like of raw user ids, optional
+        The user of each row of `recommended`; default: every user of `test`, in the order of
+        ``test.user_ids``.  Users absent from `test` are skipped.
+    exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
+        Only with a model: items never recommended to a user, typically the training ratings.
+    fill_value : int or str, optional
+        Padding of short lists; default -1 for integer ids, "" for string ids.
+
+    Returns
+    -------
+    float
+        The mean over users with at least one relevant test item; NaN (with a RuntimeWarning)
+        when there is none.
+"""
+
+
+def precision_at_k(recommended, test, k=10, threshold=None, users=None, exclude=None,
+                   fill_value=None):
+    """Precision at k: the share of the k recommended slots that hold a relevant item.
+
+    precision@k = (relevant items among the first k) / k, averaged over the users with at
+    least one relevant test item.
+    """
+    hits, n_relevant = _hits(recommended, test, k, threshold, users, exclude, fill_value)
+    return _mean(hits.sum(axis=1) / hits.shape[1])
+
+
+def recall_at_k(recommended, test, k=10, threshold=None, users=None, exclude=None,
+                fill_value=None):
+    """Recall at k: the share of a user's relevant test items found in the first k.
+
+    recall@k = (relevant items among the first k) / (relevant items), averaged over the users
+    with at least one relevant test item.
+    """
+    hits, n_relevant = _hits(recommended, test, k, threshold, users, exclude, fill_value)
+    return _mean(hits.sum(axis=1) / np.maximum(n_relevant, 1))
+
+
+def ndcg_at_k(recommended, test, k=10, threshold=None, users=None, exclude=None,
+              fill_value=None):
+    """Normalized discounted cumulative gain at k, with binary gains and log2 discounts.
+
+    DCG@k = sum over ranks j = 1..k of hit_j / log2(j + 1); the ideal DCG puts all relevant
+    items first: sum over j = 1..min(k, |relevant|) of 1 / log2(j + 1).  ndcg@k = DCG / IDCG,
+    averaged over the users with at least one relevant test item.
+    """
+    hits, n_relevant = _hits(recommended, test, k, threshold, users, exclude, fill_value)
+    discount = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
+    ideal = np.cumsum(discount)
+    dcg = (hits * discount).sum(axis=1)
+    return _mean(dcg / ideal[np.minimum(n_relevant, hits.shape[1]) - 1])
+
+
+def map_at_k(recommended, test, k=10, threshold=None, users=None, exclude=None,
+             fill_value=None):
+    """Mean average precision at k.
+
+    AP@k = sum over ranks j = 1..k of hit_j * precision@j / min(k, |relevant|); map@k is its
+    mean over the users with at least one relevant test item.
+    """
+    hits, n_relevant = _hits(recommended, test, k, threshold, users, exclude, fill_value)
+    precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+    average = (precision * hits).sum(axis=1)
+    return _mean(average / np.minimum(n_relevant, hits.shape[1]))
+
+
+for _function in (precision_at_k, recall_at_k, ndcg_at_k, map_at_k):
+    if _function.__doc__:                         # None under python -OO
+        _function.__doc__ += _RANKING_PARAMETERS
+del _function
+
+
+def _mean(values):
+    if len(values) == 0:
+        warnings.warn("no user has a relevant test item: the ranking metric is undefined (NaN)",
+                      RuntimeWarning, stacklevel=3)
+        return float("nan")
+    return float(np.mean(values))
+
+
+def _hits(recommended, test, k, threshold, users, exclude, fill_value):
+    """(hits bool (n, k), relevant count (n,)) for the evaluated users with a relevant item."""
+    test = as_training_data("test", test)
+    k = check_int("k", k, 1)
+    if threshold is not None:
+        threshold = check_float("threshold", threshold)
+    if users is not None:
+        users = np.asarray(users)
+        if users.ndim != 1:
+            raise ValueError(f"users must be one-dimensional, got shape {users.shape}")
+    if is_fitted_model(recommended):
+        recommended = top_k_items(recommended, test.user_ids if users is None else users, k,
+                                  exclude=exclude, fill_value=fill_value)
+    elif exclude is not None:
+        raise ValueError("exclude applies only when recommended is a fitted model; remove "
+                         "excluded items from the lists before passing them")
+    try:
+        lists = np.asarray(recommended)
+    except ValueError:
+        raise ValueError("recommended must be a 2-D array (every list padded to the same "
+                         "length) or a fitted model") from None
+    if lists.ndim != 2:
+        raise ValueError(f"recommended must be two-dimensional (one row per user), got shape "
+                         f"{lists.shape}")
+    if lists.shape[1] < k:
+        raise ValueError(f"k={k} exceeds the length of the recommended lists "
+                         f"({lists.shape[1]} columns)")
+    lists = lists[:, :k]
+    if lists.dtype.kind not in "iuUS":
+        raise TypeError(f"recommended must hold integer or string item ids, got dtype "
+                        f"{lists.dtype}")
+    if users is None:
+        if len(lists) != test.n_users:
+            raise ValueError(f"recommended has {len(lists)} rows but test has {test.n_users} "
+                             f"users; pass users= to say whose list each row is")
+        rows = np.arange(test.n_users)
+    else:
+        if len(users) != len(lists):
+            raise ValueError(f"users has {len(users)} ids but recommended has {len(lists)} rows")
+        rows = test.user_index(users)
+    fill = default_fill(lists) if fill_value is None else fill_value
+    empty = lists == np.asarray(fill) if (lists.dtype.kind in "US") == isinstance(fill, str) \
+        else np.zeros(lists.shape, dtype=bool)
+    _check_no_repeats(lists, empty)
+    columns = test.item_index(lists.ravel()).reshape(lists.shape)
+    user_of = np.repeat(np.arange(test.n_users, dtype=np.int64), np.diff(test.indptr))
+    relevant = np.ones(len(test), dtype=bool) if threshold is None else test.data >= threshold
+    n_items = max(test.n_items, 1)
+    relevant_keys = user_of[relevant] * n_items + test.indices[relevant]   # sorted (CSR order)
+    per_user = np.bincount(user_of[relevant], minlength=test.n_users)
+    n_relevant = np.where(rows >= 0, per_user[np.maximum(rows, 0)], 0)
+    keys = rows[:, None] * n_items + columns
+    valid = (rows >= 0)[:, None] & (columns >= 0) & ~empty
+    if len(relevant_keys):
+        where = np.minimum(np.searchsorted(relevant_keys, keys), len(relevant_keys) - 1)
+        hits = valid & (relevant_keys[where] == keys)
+    else:
+        hits = np.zeros(lists.shape, dtype=bool)
+    keep = n_relevant > 0
+    return hits[keep], n_relevant[keep]
+
+
+def _check_no_repeats(lists, empty):
+    """Raise ValueError when a list names the same item twice (it would count twice)."""
+    if lists.shape[1] < 2:
+        return
+    order = np.argsort(lists, axis=1, kind="stable")
+    ordered = np.take_along_axis(lists, order, axis=1)
+    ordered_empty = np.take_along_axis(empty, order, axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & ~ordered_empty[:, 1:]
+    if repeated.any():
+        row, col = np.argwhere(repeated)[0]
+        raise ValueError(f"recommended row {int(row)} lists item {ordered[row, col].item()!r} "
+                         f"more than once")

@@ -1,0 +1,273 @@
+"""Top-n recommendations and nearest neighbours by factor cosine, for a fitted model.
+
+The functions take a fitted :class:`mfsgd.MatrixFactorization`; the model's methods of the
+same names call them.  Ids are raw ids: the ones the model was fitted with (indices for a
+model fitted on index arrays or a scipy.sparse matrix).
+"""
+import numpy as np
+
+from . import _topn
+from ._validation import check_int
+
+USER_CHUNK = 1024
+
+
+def recommend(model, user, n=10, exclude_seen=True, items=None):
+    """The `n` items with the highest predicted rating for one user.
+
+    Scores are the model's unclipped predictions mu + b_u + b_i + p_u . q_i, equal bit for
+    bit to ``predict`` before it clips to the rating range.  Items come best first; equal
+    scores rank the item with the lower model index (earlier in ``model.item_ids_``) first.
+
+    Parameters
+    ----------
+    model : MatrixFactorization
+        A fitted model.
+    user : id
+        Raw id of a user known to the model.
+    n : int, default=10
+        Number of items to return (fewer when fewer candidates remain).
+    exclude_seen : bool, default=True
+        Leave out the items the user rated in the training data (of ``fit`` and every
+        ``partial_fit``).
+    items : array-like of ids, optional
+        Rank only these items (raw ids, duplicates ignored); default: every item.
+
+    Returns
+    -------
+    item_ids : ndarray, shape (m,), m = min(n, number of candidates)
+        Raw item ids, best first.
+    scores : ndarray of float64, shape (m,)
+
+    Raises
+    ------
+    KeyError
+        When `user` is unknown to the model: there is no cold-start ranking (for a new user
+        with a few ratings, add them with ``fold_in(ratings, user=...)`` first).
+    ValueError
+        When `n` < 1 or `items` holds an id the model does not know.
+    """
+    model._check_fitted()
+    n = check_int("n", n, 1)
+    _check_bool("exclude_seen", exclude_seen)
+    row = _known_row(model._user_map, user, "user")
+    candidates = None if items is None else _candidate_rows(model._item_map, items)
+    index = np.empty((1, n), dtype=np.int32)
+    scores = np.empty((1, n), dtype=np.float64)
+    _rank(model, np.array([row], dtype=np.int64), candidates, exclude_seen, index, scores)
+    found = index[0] >= 0
+    return _raw_ids(model._item_map, index[0][found]), scores[0][found]
+
+
+def recommend_all(model, users=None, n=10, exclude_seen=True):
+    """The `n` best items for many users at once, computed in chunks of 1024 users.
+
+    Parameters
+    ----------
+    model : MatrixFactorization
+        A fitted model.
+    users : array-like of ids, optional
+        Raw ids of known users; default: every user, in the order of ``model.user_ids_``.
+    n : int, default=10
+    exclude_seen : bool, default=True
+        Leave out each user's items rated in training, as in :func:`recommend`.
+
+    Returns
+    -------
+    item_ids : ndarray, shape (len(users), n)
+        Raw item ids, best first in each row.  A row with fewer than `n` candidates is
+        padded with a fill id: -1 for integer ids (unsigned ids are returned as int64 so that
+        -1 fits), "" for string ids, b"" for bytes ids, None otherwise.
+    scores : ndarray of float64, shape (len(users), n)
+        Row i, column j is the score of ``item_ids[i, j]``; -inf in padded slots, which is
+        the reliable way to find them.
+
+    Raises
+    ------
+    KeyError
+        When a user is unknown to the model.
+    ValueError
+        When `n` < 1 or `users` is not one-dimensional.
+    """
+    model._check_fitted()
+    n = check_int("n", n, 1)
+    _check_bool("exclude_seen", exclude_seen)
+    if users is None:
+        rows = np.arange(model.n_users_, dtype=np.int64)
+    else:
+        raw = np.asarray(users)
+        if raw.ndim != 1:
+            raise ValueError(f"users must be one-dimensional, got shape {raw.shape}")
+        rows = model._user_map.lookup(raw, "users")
+        if (rows < 0).any():
+            raise KeyError(f"unknown user id {raw[rows < 0][0].item()!r}")
+    raw_items = model._item_map.all_raw()
+    fill = fill_id(raw_items.dtype)
+    item_ids = np.empty((len(rows), n), dtype=_output_dtype(raw_items.dtype))
+    scores = np.empty((len(rows), n), dtype=np.float64)
+    index = np.empty((min(USER_CHUNK, len(rows)), n), dtype=np.int32)
+    for start in range(0, len(rows), USER_CHUNK):
+        chunk = rows[start:start + USER_CHUNK]
+        chunk_index = index[:len(chunk)]
+        _rank(model, chunk, None, exclude_seen, chunk_index, scores[start:start + len(chunk)])
+        found = chunk_index >= 0
+        chunk_ids = item_ids[start:start + len(chunk)]
+        chunk_ids[found] = raw_items[chunk_index[found]]
+        chunk_ids[~found] = fill
+    return item_ids, scores
+
+
+def similar_items(model, item, n=10):
+    """The `n` items whose factors have the highest cosine similarity with `item`'s.
+
+    Parameters
+    ----------
+    model : MatrixFactorization
+        A fitted model.
+    item : id
+        Raw id of an item known to the model; it is never among the results.
+    n : int, default=10
+
+    Returns
+    -------
+    item_ids : ndarray, shape (min(n, n_items - 1),)
+        Raw ids, most similar first; equal similarities rank the lower model index first.
+    similarities : ndarray of float64
+        Cosine similarities in [-1, 1]; a factor row of zeros has similarity 0 with all.
+
+    Raises
+    ------
+    KeyError
+        When `item` is unknown to the model.
+    """
+    model._check_fitted()
+    n = check_int("n", n, 1)
+    row = _known_row(model._item_map, item, "item")
+    rows, similarities = _nearest(model.item_factors_, row, n)
+    return _raw_ids(model._item_map, rows), similarities
+
+
+def similar_users(model, user, n=10):
+    """The `n` users whose factors have the highest cosine similarity with `user`'s.
+
+    Parameters
+    ----------
+    model : MatrixFactorization
+        A fitted model.
+    user : id
+        Raw id of a user known to the model; it is never among the results.
+    n : int, default=10
+
+    Returns
+    -------
+    user_ids : ndarray, shape (min(n, n_users - 1),)
+        Raw ids, most similar first; equal similarities rank the lower model index first.
+    similarities : ndarray of float64
+        Cosine similarities in [-1, 1]; a factor row of zeros has similarity 0 with all.
+
+    Raises
+    ------
+    KeyError
+        When `user` is unknown to the model.
+    """
+    model._check_fitted()
+    n = check_int("n", n, 1)
+    row = _known_row(model._user_map, user, "user")
+    rows, similarities = _nearest(model.user_factors_, row, n)
+    return _raw_ids(model._user_map, rows), similarities
+
+
+def fill_id(dtype):
+    """The id that pads rows of :func:`recommend_all` for raw ids of `dtype`.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        Dtype of the model's raw item ids.
+
+    Returns
+    -------
+    int, str, bytes or None
+        -1 for integer ids, "" for str ids, b"" for bytes ids, None for anything else.
+    """
+    if dtype.kind in "iu":
+        return -1
+    if dtype.kind == "U":
+        return ""
+    if dtype.kind == "S":
+        return b""
+    return None
+
+
+def _raw_ids(id_map, rows):
+    """Raw ids of model rows; int64 for identity maps, as ``all_raw`` gives."""
+    return id_map.raw(rows.astype(np.int64))
+
+
+def _output_dtype(dtype):
+    return np.dtype(np.int64) if dtype.kind == "u" else dtype
+
+
+def _rank(model, rows, candidates, exclude_seen, out_index, out_scores):
+    """Run the top-n kernel for model rows `rows` into the given output arrays."""
+    if exclude_seen:
+        seen_indptr, seen_indices = model._seen_indptr, model._seen_indices
+    else:
+        seen_indptr, seen_indices = np.zeros(0, np.int64), np.zeros(0, np.int32)
+    all_items = candidates is None
+    _topn.top_n(np.ascontiguousarray(model.user_factors_),
+                np.ascontiguousarray(model.item_factors_),
+                np.ascontiguousarray(model.user_bias_), np.ascontiguousarray(model.item_bias_),
+                float(model.global_mean_), rows,
+                np.zeros(0, np.int32) if all_items else candidates, all_items,
+                seen_indptr, seen_indices, out_index, out_scores, model._thread_count())
+
+
+def _nearest(factors, row, n):
+    """(rows, cosine similarities) of the `n` rows of `factors` nearest to row `row`."""
+    unit = _unit_rows(factors)
+    dtype = unit.dtype.type
+    index = np.empty((1, n), dtype=np.int32)
+    similarities = np.empty((1, n), dtype=np.float64)
+    # The query is scored like a user with zero biases; its own row is its only "seen" item.
+    _topn.top_n(np.ascontiguousarray(unit[row:row + 1]), unit, np.zeros(1, dtype),
+                np.zeros(len(unit), dtype), 0.0, np.zeros(1, np.int64), np.zeros(0, np.int32),
+                True, np.array([0, 1], np.int64), np.array([row], np.int32), index,
+                similarities, 1)
+    found = index[0] >= 0
+    return index[0][found], similarities[0][found]
+
+
+def _unit_rows(factors):
+    """Rows of `factors` scaled to unit length (rows of zeros stay zero), same dtype."""
+    norms = np.sqrt(np.einsum("ij,ij->i", factors, factors, dtype=np.float64))
+    norms[norms == 0] = 1.0
+    unit = np.array(factors, order="C")
+    unit /= norms.astype(unit.dtype)[:, None]
+    return unit
+
+
+def _known_row(id_map, raw, kind):
+    """Model row of one raw id, KeyError naming it when unknown."""
+    if np.ndim(raw) != 0:
+        raise TypeError(f"{kind} must be a single id, got {raw!r}")
+    row = int(id_map.lookup(np.atleast_1d(raw), kind)[0])
+    if row < 0:
+        raise KeyError(f"unknown {kind} id {raw!r}")
+    return row
+
+
+def _candidate_rows(id_map, items):
+    """Ascending unique int32 item rows of the raw ids `items`; ValueError on unknown ids."""
+    raw = np.asarray(items)
+    if raw.ndim != 1:
+        raise ValueError(f"items must be one-dimensional, got shape {raw.shape}")
+    rows = id_map.lookup(raw, "items")
+    if (rows < 0).any():
+        raise ValueError(f"items holds an id unknown to the model: {raw[rows < 0][0].item()!r}")
+    return np.unique(rows).astype(np.int32)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
