@@ -8,9 +8,11 @@ are concatenated, so the layout is one copy of the ratings plus 12 bytes per run
 
 Visiting order of one epoch.  The epoch is B sub-epochs; the caller's `schedule[s]` lists the B
 blocks of sub-epoch s, which share no row block and no column block.  Within a block, runs
-(users) are visited in the order of a Fisher-Yates permutation drawn from
-splitmix64(stream_seed(epoch_seed, block)); within a run, ratings in stored order (shuffled
-once by `build_layout`).  Blocks of one sub-epoch touch disjoint factor rows, so they run on
+(users) are visited segment by segment: the block's runs are cut into segments of 32
+consecutive runs, the segments visited in the order of a Fisher-Yates permutation drawn from
+splitmix64(stream_seed(epoch_seed, block)), the runs of a segment in stored order (see
+:func:`block_order`); within a run, ratings in stored order (shuffled once by
+`build_layout`).  Blocks of one sub-epoch touch disjoint factor rows, so they run on
 any number of threads with bit-identical results; per-block error sums are added in block
 order for the same reason.
 """
@@ -29,6 +31,8 @@ cdef extern from "_kernels.h" nogil:
     const int mf_have_openmp
     uint64_t mf_stream_seed(uint64_t seed, uint64_t stream)
     void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
+    int MF_SEGMENT_RUNS
+    void mf_block_order(int32_t *out, int64_t n, uint64_t seed, int32_t *segments)
     void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, uint64_t seed)
     double mf_sgd_block_f32(float *P, float *Q, float *bu, float *bi, float *gp, float *gq,
                             const int32_t *run_user, const int64_t *run_ptr,
@@ -49,6 +53,7 @@ FLAG_BIASED = MF_BIASED
 FLAG_ADAGRAD = MF_ADAGRAD
 FLAG_NONNEG = MF_NONNEG
 HAVE_OPENMP = bool(mf_have_openmp)
+SEGMENT_RUNS = MF_SEGMENT_RUNS
 
 
 def select_isa(str wanted="auto"):
@@ -87,6 +92,20 @@ def permutation(uint64_t seed, int64_t n):
     cdef int32_t[::1] view = out
     if n > 0:
         mf_permutation(&view[0], n, seed)
+    return out
+
+
+def block_order(uint64_t seed, int64_t n):
+    """Return the order in which the kernel visits the ``n`` runs of a block, given its seed.
+
+    The runs are cut into segments of ``SEGMENT_RUNS`` consecutive runs; the segments come in
+    the order of ``permutation(seed, n_segments)``, the runs of each segment in stored order.
+    """
+    out = np.empty(n, dtype=np.int32)
+    segments = np.empty(-(-n // MF_SEGMENT_RUNS), dtype=np.int32)
+    cdef int32_t[::1] view = out, scratch = segments
+    if n > 0:
+        mf_block_order(&view[0], n, seed, &scratch[0])
     return out
 
 
@@ -195,7 +214,7 @@ def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
     schedule : ndarray of int32, shape (n_sub_epochs, width)
         Blocks to run in each sub-epoch; blocks of one row share no row or column block.
     order : ndarray of int32, shape (n_runs,)
-        Scratch space for the visiting order of runs.
+        Scratch space for the visiting order of runs (see :func:`block_order`).
     block_sse : ndarray of float64, shape (n_blocks ** 2,)
         Scratch space, receives each block's sum of squared errors.
     mu, lr, reg, bias_reg : float
@@ -224,6 +243,11 @@ def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
     cdef floating *gp = _ptr_or_null(user_grad_sq)
     cdef floating *gq = _ptr_or_null(item_grad_sq)
     cdef double total = 0
+    cdef int64_t most_runs = 0
+    for b in range(block_ptr.shape[0] - 1):
+        most_runs = max(most_runs, block_ptr[b + 1] - block_ptr[b])
+    segment_scratch = np.empty((width, most_runs // MF_SEGMENT_RUNS + 1), dtype=np.int32)
+    cdef int32_t[:, ::1] segments = segment_scratch
     with nogil:
         for s in range(n_sub):
             for t in prange(width, num_threads=n_threads, schedule="dynamic", chunksize=1):
@@ -233,7 +257,7 @@ def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
                 block_sse[blk] = 0
                 if n_runs == 0:
                     continue
-                mf_permutation(&order[start], n_runs, mf_stream_seed(seed, blk))
+                mf_block_order(&order[start], n_runs, mf_stream_seed(seed, blk), &segments[t, 0])
                 if floating is float:
                     block_sse[blk] = mf_sgd_block_f32(
                         &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,

@@ -32,6 +32,15 @@ def py_permutation(seed, n):
     return out
 
 
+SEGMENT_RUNS = 32
+
+
+def py_block_order(seed, n):
+    """Runs cut into segments of 32, segments in seeded permutation order, runs in order."""
+    segments = py_permutation(seed, -(-n // SEGMENT_RUNS))
+    return [r for s in segments for r in range(s * SEGMENT_RUNS, min((s + 1) * SEGMENT_RUNS, n))]
+
+
 def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
     rng = np.random.default_rng(seed)
     mask = rng.random((n_users, n_items)) < density
@@ -44,7 +53,7 @@ def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
 
 def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased):
     """One epoch in NumPy, visiting ratings in the order the kernel documents: per sub-epoch,
-    per block, runs in the seeded permutation taken two at a time (A, B) and interleaved as
+    per block, runs in the seeded segment order taken two at a time (A, B) and interleaved as
     A[0], B[0], A[1], B[1], ..., then the rest of the longer run."""
     sse = 0.0
 
@@ -63,7 +72,7 @@ def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg,
     for blocks in schedule:
         for blk in blocks:
             start, stop = layout.block_ptr[blk], layout.block_ptr[blk + 1]
-            runs = [start + r for r in py_permutation(py_stream_seed(seed, int(blk)), int(stop - start))]
+            runs = [start + r for r in py_block_order(py_stream_seed(seed, int(blk)), int(stop - start))]
             for a, b in zip(runs[0::2], runs[1::2] + [None]):
                 queues = [(layout.run_user[r], list(range(layout.run_ptr[r], layout.run_ptr[r + 1])))
                           for r in (a, b) if r is not None]
@@ -78,6 +87,15 @@ def test_rng_matches_python_reimplementation():
     for seed in (0, 1, 2**63 - 5):
         assert _sgd.stream_seed(seed, 7) == py_stream_seed(seed, 7)
         assert _sgd.permutation(seed, 50).tolist() == py_permutation(seed, 50)
+
+
+def test_block_order_matches_python_reimplementation():
+    assert _sgd.SEGMENT_RUNS == SEGMENT_RUNS
+    for seed, n in [(0, 1), (3, 31), (4, 32), (5, 33), (6, 200), (2**63 - 5, 1000)]:
+        order = _sgd.block_order(seed, n)
+        assert order.tolist() == py_block_order(seed, n)
+        assert sorted(order.tolist()) == list(range(n))
+    assert not np.array_equal(_sgd.block_order(1, 1000), _sgd.block_order(2, 1000))
 
 
 def test_permutation_is_a_permutation_and_depends_on_seed():
@@ -120,8 +138,9 @@ def test_blocks_of_a_sub_epoch_share_no_user_and_no_item():
 @pytest.mark.parametrize("n_blocks", [1, 3])
 @pytest.mark.parametrize("k", [5, 32])
 def test_kernel_matches_numpy_reference(biased, n_blocks, k):
-    """k = 32 runs the specialised fast path, k = 5 the generic one."""
-    ratings = random_ratings(seed=3)
+    """k = 32 runs the specialised fast path, k = 5 the generic one; 150 users make blocks of
+    several segments."""
+    ratings = random_ratings(n_users=150, seed=3)
     rng = np.random.default_rng(4)
     P = rng.normal(0, 0.1, (ratings.n_users, k))
     Q = rng.normal(0, 0.1, (ratings.n_items, k))
