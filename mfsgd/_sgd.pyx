@@ -102,7 +102,7 @@ def block_order(uint64_t seed, int64_t n):
     the order of ``permutation(seed, n_segments)``, the runs of each segment in stored order.
     """
     out = np.empty(n, dtype=np.int32)
-    segments = np.empty(-(-n // MF_SEGMENT_RUNS), dtype=np.int32)
+    segments = np.empty((n + MF_SEGMENT_RUNS - 1) // MF_SEGMENT_RUNS, dtype=np.int32)
     cdef int32_t[::1] view = out, scratch = segments
     if n > 0:
         mf_block_order(&view[0], n, seed, &scratch[0])
