@@ -16,6 +16,7 @@ enum { MF_BIASED = 1, MF_ADAGRAD = 2, MF_NONNEG = 4 };
 typedef struct {
     double mu, lr, reg, bias_reg;
     int flags;
+    int n_factors; /* k; the kernels' row length may be larger (zero padding) */
 } mf_params;
 
 /* ---- random numbers: splitmix64, and Fisher-Yates driven by it ---------------------------- */

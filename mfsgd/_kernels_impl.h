@@ -10,6 +10,8 @@
  *     b_u += lr * (e - bias_reg b_u)          b_i += lr * (e - bias_reg b_i)
  * with lr_p = lr_q = lr, or under adagrad lr / sqrt(G_row) where G_row accumulates the mean
  * squared gradient of that factor row (G starts at 1, as in LIBMF).  Returns the sum of e^2.
+ * Factor rows are k values apart; k may exceed prm->n_factors when rows are padded with zeros
+ * (which every update leaves at zero), and the mean squared gradient divides by n_factors.
  */
 
 static inline MF_TARGET MF_REAL MF_NAME(mf_dot)(const MF_REAL *restrict a,
@@ -35,7 +37,8 @@ static inline MF_TARGET void MF_NAME(mf_step)(MF_REAL *restrict p, MF_REAL *rest
 
 static inline MF_TARGET void MF_NAME(mf_step_adagrad)(MF_REAL *restrict p, MF_REAL *restrict q,
                                                       MF_REAL *restrict gp, MF_REAL *restrict gq,
-                                                      MF_REAL e, MF_REAL lr, MF_REAL reg, int k)
+                                                      MF_REAL e, MF_REAL lr, MF_REAL reg, int k,
+                                                      int n_factors)
 {
     MF_REAL lr_p = lr / (MF_REAL)sqrt((double)*gp), lr_q = lr / (MF_REAL)sqrt((double)*gq);
     MF_REAL sp = 0, sq = 0;
@@ -48,8 +51,8 @@ static inline MF_TARGET void MF_NAME(mf_step_adagrad)(MF_REAL *restrict p, MF_RE
         sp += grad_p * grad_p;
         sq += grad_q * grad_q;
     }
-    *gp += sp / k;
-    *gq += sq / k;
+    *gp += sp / n_factors;
+    *gq += sq / n_factors;
 }
 
 static inline MF_TARGET void MF_NAME(mf_clip_negative)(MF_REAL *restrict x, int k)
@@ -154,7 +157,8 @@ static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(mf_pair_fa
 static inline MF_TARGET double MF_NAME(mf_rating_step_generic)(
     MF_REAL *restrict P, MF_REAL *restrict Q, MF_REAL *restrict bu, MF_REAL *restrict bi,
     MF_REAL *restrict gp, MF_REAL *restrict gq, int64_t u, int64_t i, float rating, int k,
-    int biased, int adagrad, int nonneg, MF_REAL lr, MF_REAL reg, MF_REAL bias_reg, MF_REAL mu)
+    int n_factors, int biased, int adagrad, int nonneg, MF_REAL lr, MF_REAL reg,
+    MF_REAL bias_reg, MF_REAL mu)
 {
     MF_REAL *restrict p = P + u * k;
     MF_REAL *restrict q = Q + i * k;
@@ -167,7 +171,7 @@ static inline MF_TARGET double MF_NAME(mf_rating_step_generic)(
         bi[i] += lr * (e - bias_reg * bi[i]);
     }
     if (adagrad)
-        MF_NAME(mf_step_adagrad)(p, q, gp + u, gq + i, e, lr, reg, k);
+        MF_NAME(mf_step_adagrad)(p, q, gp + u, gq + i, e, lr, reg, k, n_factors);
     else
         MF_NAME(mf_step)(p, q, e, lr, reg, k);
     if (nonneg) {
@@ -202,7 +206,7 @@ static MF_TARGET double MF_NAME(mf_sgd_block)(
     const MF_REAL lr = (MF_REAL)prm->lr, reg = (MF_REAL)prm->reg;
     const MF_REAL bias_reg = (MF_REAL)prm->bias_reg, mu = (MF_REAL)prm->mu;
     const int biased = prm->flags & MF_BIASED, adagrad = prm->flags & MF_ADAGRAD;
-    const int nonneg = prm->flags & MF_NONNEG;
+    const int nonneg = prm->flags & MF_NONNEG, n_factors = prm->n_factors;
     const int fast = !(adagrad || nonneg);
     double sse = 0;
     for (int64_t t = 0; t < n_runs; t += 2) {
@@ -232,18 +236,20 @@ static MF_TARGET double MF_NAME(mf_sgd_block)(
         const int64_t common = (a1 - a0) < (b1 - b0) ? (a1 - a0) : (b1 - b0);
         for (int64_t j = 0; j < common; j++) {
             sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ua, items[a0 + j],
-                                                   ratings[a0 + j], k, biased, adagrad, nonneg,
-                                                   lr, reg, bias_reg, mu);
+                                                   ratings[a0 + j], k, n_factors, biased,
+                                                   adagrad, nonneg, lr, reg, bias_reg, mu);
             sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ub, items[b0 + j],
-                                                   ratings[b0 + j], k, biased, adagrad, nonneg,
-                                                   lr, reg, bias_reg, mu);
+                                                   ratings[b0 + j], k, n_factors, biased,
+                                                   adagrad, nonneg, lr, reg, bias_reg, mu);
         }
         for (int64_t j = a0 + common; j < a1; j++)
             sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ua, items[j], ratings[j],
-                                                   k, biased, adagrad, nonneg, lr, reg, bias_reg, mu);
+                                                   k, n_factors, biased, adagrad, nonneg, lr, reg,
+                                                   bias_reg, mu);
         for (int64_t j = b0 + common; j < b1; j++)
             sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ub, items[j], ratings[j],
-                                                   k, biased, adagrad, nonneg, lr, reg, bias_reg, mu);
+                                                   k, n_factors, biased, adagrad, nonneg, lr, reg,
+                                                   bias_reg, mu);
     }
     return sse;
 }

@@ -49,6 +49,32 @@ def aligned_copy(array):
     return out
 
 
+def padded_width(n_factors, itemsize):
+    """Row length, in elements, of the kernel's factor rows: `n_factors` rounded up to a
+    whole number of 64-byte cache lines."""
+    per_line = CACHE_LINE // itemsize
+    return -(-n_factors // per_line) * per_line
+
+
+def kernel_factors(factors):
+    """`factors` as the SGD kernel wants them: rows starting on cache-line boundaries.
+
+    When a row of k values is a whole number of 64-byte lines, this is ``aligned_copy``.
+    Otherwise it copies the factors into a zero-filled aligned buffer whose rows are padded to
+    :func:`padded_width` and returns the view of its first k columns; the kernel then runs on
+    the padded rows (the zero columns stay zero under every update), with aligned full-width
+    vector loads.  Use ``np.ascontiguousarray`` to get a plain array back.
+    """
+    n, k = factors.shape
+    width = padded_width(k, factors.itemsize)
+    if width == k:
+        return aligned_copy(factors)
+    buffer = aligned_empty((n, width), factors.dtype)
+    buffer[:, k:] = 0
+    buffer[:, :k] = factors
+    return buffer[:, :k]
+
+
 def balanced_blocks(counts, n_blocks, rng):
     """Assign ids to ``n_blocks`` blocks holding near-equal numbers of ratings.
 

@@ -26,7 +26,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 cdef extern from "_kernels.h" nogil:
     ctypedef struct mf_params:
         double mu, lr, reg, bias_reg
-        int flags
+        int flags, n_factors
     int MF_BIASED, MF_ADAGRAD, MF_NONNEG
     const int mf_have_openmp
     uint64_t mf_stream_seed(uint64_t seed, uint64_t stream)
@@ -194,7 +194,21 @@ cdef inline floating *_ptr_or_null(floating[::1] arr) noexcept nogil:
     return &arr[0] if arr.shape[0] > 0 else NULL
 
 
-def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
+cdef int _row_width(Py_ssize_t n_rows, Py_ssize_t k, Py_ssize_t row_stride,
+                    Py_ssize_t column_stride, Py_ssize_t itemsize, str name) except -1:
+    """Values per factor row in memory: k, or k padded to whole 64-byte lines (the padding
+    columns must hold zeros); 0 for an array without rows."""
+    cdef Py_ssize_t per_line = 64 // itemsize
+    cdef Py_ssize_t padded = (k + per_line - 1) // per_line * per_line
+    if n_rows == 0:
+        return 0
+    if column_stride != itemsize or row_stride not in (k * itemsize, padded * itemsize):
+        raise ValueError(f"{name} must have contiguous rows of {k} or {padded} values, "
+                         f"got strides ({row_stride}, {column_stride})")
+    return row_stride // itemsize
+
+
+def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
               floating[::1] item_bias, floating[::1] user_grad_sq, floating[::1] item_grad_sq,
               const int64_t[::1] block_ptr, const int32_t[::1] run_user,
               const int64_t[::1] run_ptr, const int32_t[::1] items, const float[::1] ratings,
@@ -205,7 +219,10 @@ def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
 
     Parameters
     ----------
-    P, Q : ndarray, shape (n_users, k) and (n_items, k), C-contiguous, same float dtype
+    P, Q : ndarray, shape (n_users, k) and (n_items, k), same float dtype
+        C-contiguous, or views of the first k columns of arrays whose rows are padded with
+        zeros to whole 64-byte lines (``_layout.kernel_factors``); the kernel then updates the
+        padded rows, whose zero columns stay zero.
     user_bias, item_bias : ndarray, shape (n_users,) and (n_items,)
     user_grad_sq, item_grad_sq : ndarray
         Adagrad accumulators (one per factor row), or empty arrays without adagrad.
@@ -237,7 +254,17 @@ def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
     prm.reg = reg
     prm.bias_reg = bias_reg
     prm.flags = flags
-    cdef int k = P.shape[1]
+    prm.n_factors = P.shape[1]
+    if Q.shape[1] != P.shape[1]:
+        raise ValueError(f"P and Q must have the same number of columns, got {P.shape[1]} "
+                         f"and {Q.shape[1]}")
+    cdef int width_p = _row_width(P.shape[0], P.shape[1], P.strides[0], P.strides[1],
+                                  sizeof(floating), "P")
+    cdef int width_q = _row_width(Q.shape[0], Q.shape[1], Q.strides[0], Q.strides[1],
+                                  sizeof(floating), "Q")
+    if width_p and width_q and width_p != width_q:
+        raise ValueError("P and Q must both have padded rows or both plain rows")
+    cdef int k = max(width_p, width_q, prm.n_factors)
     cdef Py_ssize_t n_sub = schedule.shape[0], width = schedule.shape[1], s, t, b
     cdef int64_t blk, start, n_runs
     cdef floating *gp = _ptr_or_null(user_grad_sq)
@@ -273,7 +300,7 @@ def sgd_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
     return total
 
 
-def predict(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
+def predict(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
             floating[::1] item_bias, double mu, const int64_t[::1] users,
             const int64_t[::1] items, double[::1] out, int n_threads=1):
     """Predict ratings for index pairs into `out`; index -1 means unknown (no factors, no bias).
@@ -281,7 +308,8 @@ def predict(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
     Parameters
     ----------
     P, Q, user_bias, item_bias : ndarray
-        Fitted factors and biases (pass zero biases for an unbiased model).
+        Fitted factors and biases (pass zero biases for an unbiased model); the factor rows
+        must be contiguous (row strides may be padded, see :func:`sgd_epoch`).
     mu : float
         Global mean (0 for an unbiased model).
     users, items : ndarray of int64
@@ -293,6 +321,8 @@ def predict(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,
     cdef int k = P.shape[1]
     cdef int64_t u, i
     cdef double value
+    _row_width(P.shape[0], k, P.strides[0], P.strides[1], sizeof(floating), "P")
+    _row_width(Q.shape[0], k, Q.strides[0], Q.strides[1], sizeof(floating), "Q")
     with nogil:
         for j in prange(n, num_threads=n_threads, schedule="static"):
             u = users[j]

@@ -11,7 +11,8 @@ from . import recommend as _recommend
 from ._base import ParamsMixin
 from ._csr import IndexedRatings, from_index_triplets, take
 from ._idmap import IdMap
-from ._layout import aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule
+from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
+                      kernel_factors)
 from ._progress import EpochReporter
 from ._seen import grown_indptr, merged_seen, seen_from_ratings
 from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
@@ -344,8 +345,9 @@ class MatrixFactorization(ParamsMixin):
 
     def _run_epochs(self, params, n_epochs, valid, early_stopping):
         layout = self._layout
-        for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_",
-                     "_user_grad_sq", "_item_grad_sq"):
+        for name in ("user_factors_", "item_factors_"):
+            setattr(self, name, kernel_factors(getattr(self, name)))
+        for name in ("user_bias_", "item_bias_", "_user_grad_sq", "_item_grad_sq"):
             setattr(self, name, aligned_copy(getattr(self, name)))
         flags = self._flags(params)
         if self.non_negative:
@@ -390,6 +392,8 @@ class MatrixFactorization(ParamsMixin):
                     break
         finally:
             reporter.close()
+            self.user_factors_ = np.ascontiguousarray(self.user_factors_)
+            self.item_factors_ = np.ascontiguousarray(self.item_factors_)
         if early_stopping and best_state is not None:
             self.best_epoch_ = best_state[0]
             self._restore_state(best_state[1])

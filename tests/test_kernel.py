@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 from mfsgd import _sgd
 from mfsgd._csr import IndexedRatings
-from mfsgd._layout import build_layout, epoch_schedule
+from mfsgd._layout import build_layout, epoch_schedule, kernel_factors, padded_width
 
 MASK = (1 << 64) - 1
 
@@ -51,10 +51,12 @@ def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
                           csr.data.astype(np.float32), n_users, n_items)
 
 
-def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased):
+def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased,
+                    grad_sq=None):
     """One epoch in NumPy, visiting ratings in the order the kernel documents: per sub-epoch,
     per block, runs in the seeded segment order taken two at a time (A, B) and interleaved as
-    A[0], B[0], A[1], B[1], ..., then the rest of the longer run."""
+    A[0], B[0], A[1], B[1], ..., then the rest of the longer run.  `grad_sq` = (G_user, G_item)
+    switches to adagrad: row learning rates lr / sqrt(G), G += mean squared gradient."""
     sse = 0.0
 
     def step(u, j):
@@ -62,8 +64,15 @@ def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg,
         pred = P[u] @ Q[i] + (mu + bu[u] + bi[i] if biased else 0.0)
         e = float(layout.ratings[j]) - pred
         p_old, q_old = P[u].copy(), Q[i].copy()
-        P[u] = p_old + lr * (e * q_old - reg * p_old)
-        Q[i] = q_old + lr * (e * p_old - reg * q_old)
+        if grad_sq is None:
+            P[u] = p_old + lr * (e * q_old - reg * p_old)
+            Q[i] = q_old + lr * (e * p_old - reg * q_old)
+        else:
+            grad_p, grad_q = reg * p_old - e * q_old, reg * q_old - e * p_old
+            P[u] = p_old - lr / np.sqrt(grad_sq[0][u]) * grad_p
+            Q[i] = q_old - lr / np.sqrt(grad_sq[1][i]) * grad_q
+            grad_sq[0][u] += np.mean(grad_p ** 2)
+            grad_sq[1][i] += np.mean(grad_q ** 2)
         if biased:
             bu[u] += lr * (e - bias_reg * bu[u])
             bi[i] += lr * (e - bias_reg * bi[i])
@@ -163,6 +172,59 @@ def test_kernel_matches_numpy_reference(biased, n_blocks, k):
     for got, want in zip([P, Q, bu, bi], ref):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     assert np.abs(P - ref[0]).max() < 1e-12
+
+
+@pytest.mark.parametrize("adagrad", [False, True])
+@pytest.mark.parametrize("k", [5, 11])
+def test_kernel_on_padded_rows_matches_numpy_reference(k, adagrad):
+    """Rows padded to whole cache lines (k = 11 runs the k = 16 fast path): the kernel works
+    on the padded rows, the padding stays exactly zero and the k columns match the reference;
+    adagrad averages its squared gradients over k, not over the padded width."""
+    ratings = random_ratings(n_users=70, seed=12)
+    rng = np.random.default_rng(13)
+    P0 = rng.normal(0, 0.1, (ratings.n_users, k))
+    Q0 = rng.normal(0, 0.1, (ratings.n_items, k))
+    P, Q = kernel_factors(P0), kernel_factors(Q0)
+    assert P.strides[0] == padded_width(k, 8) * 8 and P.ctypes.data % 64 == 0
+    bu, bi = np.zeros(ratings.n_users), np.zeros(ratings.n_items)
+    grads = (np.ones(ratings.n_users), np.ones(ratings.n_items)) if adagrad else \
+        (np.zeros(0), np.zeros(0))
+    ref = [P0.copy(), Q0.copy(), bu.copy(), bi.copy()]
+    ref_grads = (grads[0].copy(), grads[1].copy()) if adagrad else None
+    layout = build_layout(ratings, 2, rng)
+    flags = _sgd.FLAG_BIASED | (_sgd.FLAG_ADAGRAD if adagrad else 0)
+    for epoch in range(2):
+        schedule = epoch_schedule(2, rng)
+        seed = int(rng.integers(0, 2**63))
+        sse = _sgd.sgd_epoch(P, Q, bu, bi, *grads, layout.block_ptr, layout.run_user,
+                             layout.run_ptr, layout.items, layout.ratings, schedule,
+                             layout.order, layout.block_sse, 3.5, 0.05, 0.03, 0.01, flags, seed, 2)
+        ref_sse = reference_epoch(*ref, layout, schedule, seed, 3.5, 0.05, 0.03, 0.01, True,
+                                  ref_grads)
+        assert sse == pytest.approx(ref_sse, rel=1e-9)
+    for got, want in zip([P, Q, bu, bi], ref):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    if adagrad:
+        np.testing.assert_allclose(grads[0], ref_grads[0], rtol=1e-12)
+    for padded in (P, Q):
+        full = np.lib.stride_tricks.as_strided(padded, (len(padded), padded.strides[0] // 8))
+        assert not full[:, k:].any()
+
+
+def test_kernel_rejects_rows_it_cannot_address():
+    ratings = random_ratings(seed=14)
+    layout = build_layout(ratings, 1, np.random.default_rng(0))
+    P = np.zeros((ratings.n_users, 20))[:, :5]  # row stride 20: neither 5 nor the padded 8
+    Q = np.zeros((ratings.n_items, 5))
+    empty = np.zeros(0)
+    args = (np.zeros(ratings.n_users), np.zeros(ratings.n_items), empty, empty,
+            layout.block_ptr, layout.run_user, layout.run_ptr, layout.items, layout.ratings,
+            epoch_schedule(1, np.random.default_rng(0)), layout.order, layout.block_sse,
+            3.0, 0.05, 0.02, 0.02, 0, 1, 1)
+    with pytest.raises(ValueError, match="P must have contiguous rows of 5 or 8 values"):
+        _sgd.sgd_epoch(P, Q, *args)
+    with pytest.raises(ValueError, match="both have padded rows or both plain"):
+        _sgd.sgd_epoch(kernel_factors(np.zeros((ratings.n_users, 5))), Q, *args)
 
 
 def test_float32_kernel_tracks_float64():

@@ -214,3 +214,17 @@ def test_factor_rows_by_id(synthetic):
     assert np.array_equal(model.item_factors([1, 2]), model.item_factors_[[1, 2]])
     with pytest.raises(KeyError, match="unknown user id 999999"):
         model.user_factors(999999)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_factors_are_plain_arrays_after_training_on_padded_rows(dtype):
+    """k = 100 trains on rows padded to whole cache lines; the fitted factors come back as
+    C-contiguous (n, k) arrays, and continuing training equals one longer fit."""
+    users, items, ratings = make_synthetic(60, 40, 900, random_state=0)[:3]
+    params = dict(n_factors=100, random_state=0, dtype=dtype, n_threads=1)
+    model = MatrixFactorization(n_epochs=2, **params).fit((users, items, ratings))
+    for factors in (model.user_factors_, model.item_factors_):
+        assert factors.flags.c_contiguous and factors.shape[1] == 100 and factors.dtype == dtype
+    model.partial_fit((users, items, ratings), n_epochs=1)
+    whole = MatrixFactorization(n_epochs=3, **params).fit((users, items, ratings))
+    assert np.array_equal(model.user_factors_, whole.user_factors_)
