@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from . import metrics
 from .model import MatrixFactorization
 from .ratings import Ratings
 from .synthetic import make_synthetic
@@ -75,8 +76,8 @@ def _report_fit(model, train, test, out):
 
 def _errors(model, ratings):
     users, items, values = ratings.to_arrays()
-    error = model.predict(users, items) - values
-    return float(np.sqrt(np.mean(error ** 2))), float(np.mean(np.abs(error)))
+    predicted = model.predict(users, items)
+    return metrics.rmse(values, predicted), metrics.mae(values, predicted)
 
 
 def run_demo(args, out):
