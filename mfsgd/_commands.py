@@ -25,9 +25,15 @@ def load_data(args):
     source = args.data
     if source == "demo":
         return demo_ratings(getattr(args, "seed", 0))
-    from .datasets import load_movielens
+    from .datasets import _NotCachedError, load_movielens
     if MOVIELENS_NAME.match(source) and not os.path.exists(source):
-        return load_movielens(source, data_home=args.data_home, download=args.download)
+        try:
+            return load_movielens(source, data_home=args.data_home, download=args.download)
+        except _NotCachedError as error:
+            raise CommandError(f"MovieLens {error.name} is not in the cache: expected "
+                               f"{error.path}. Add --download to download it from {error.url}, "
+                               f"or download it by hand and pass the .zip or its extracted "
+                               f"folder as DATA.") from None
     if not os.path.exists(source):
         raise CommandError(f"no such file or folder: {source} (DATA is a path, a MovieLens "
                            "name such as ml-100k, or 'demo')")
