@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from . import metrics
 from .model import MatrixFactorization
 from .ratings import Ratings
 from .synthetic import make_synthetic
@@ -24,9 +25,15 @@ def load_data(args):
     source = args.data
     if source == "demo":
         return demo_ratings(getattr(args, "seed", 0))
-    from .datasets import load_movielens
+    from .datasets import _NotCachedError, load_movielens
     if MOVIELENS_NAME.match(source) and not os.path.exists(source):
-        return load_movielens(source, data_home=args.data_home, download=args.download)
+        try:
+            return load_movielens(source, data_home=args.data_home, download=args.download)
+        except _NotCachedError as error:
+            raise CommandError(f"MovieLens {error.name} is not in the cache: expected "
+                               f"{error.path}. Add --download to download it from {error.url}, "
+                               f"or download it by hand and pass the .zip or its extracted "
+                               f"folder as DATA.") from None
     if not os.path.exists(source):
         raise CommandError(f"no such file or folder: {source} (DATA is a path, a MovieLens "
                            "name such as ml-100k, or 'demo')")
@@ -75,8 +82,8 @@ def _report_fit(model, train, test, out):
 
 def _errors(model, ratings):
     users, items, values = ratings.to_arrays()
-    error = model.predict(users, items) - values
-    return float(np.sqrt(np.mean(error ** 2))), float(np.mean(np.abs(error)))
+    predicted = model.predict(users, items)
+    return metrics.rmse(values, predicted), metrics.mae(values, predicted)
 
 
 def run_demo(args, out):

@@ -25,6 +25,13 @@ cdef inline bint _better(double score_a, int32_t item_a, double score_b,
     return score_a > score_b or (score_a == score_b and item_a < item_b)
 
 
+cdef inline void _put(double *score, int32_t *item, Py_ssize_t pos, double s,
+                      int32_t it) noexcept nogil:
+    """Store the entry (s, it) at `pos`: scores and items always move together."""
+    score[pos] = s
+    item[pos] = it
+
+
 cdef inline void _sift_up(double *score, int32_t *item, Py_ssize_t pos) noexcept nogil:
     """Restore the heap (worst at the root) after placing a candidate at `pos`."""
     cdef double s = score[pos]
@@ -34,11 +41,9 @@ cdef inline void _sift_up(double *score, int32_t *item, Py_ssize_t pos) noexcept
         parent = (pos - 1) // 2
         if not _better(score[parent], item[parent], s, it):
             break
-        score[pos] = score[parent]
-        item[pos] = item[parent]
+        _put(score, item, pos, score[parent], item[parent])
         pos = parent
-    score[pos] = s
-    item[pos] = it
+    _put(score, item, pos, s, it)
 
 
 cdef inline void _sift_down(double *score, int32_t *item, Py_ssize_t size,
@@ -56,11 +61,9 @@ cdef inline void _sift_down(double *score, int32_t *item, Py_ssize_t size,
             child += 1
         if not _better(s, it, score[child], item[child]):
             break
-        score[pos] = score[child]
-        item[pos] = item[child]
+        _put(score, item, pos, score[child], item[child])
         pos = child
-    score[pos] = s
-    item[pos] = it
+    _put(score, item, pos, s, it)
 
 
 cdef void _top_n_row(const floating *p, const floating *Q, const floating *item_bias, int k,
@@ -87,27 +90,22 @@ cdef void _top_n_row(const floating *p, const floating *Q, const floating *item_
         else:
             value = value + mf_dot_f64(p, &Q[<int64_t>i * k], k)
         if size < n:
-            score[size] = value
-            item[size] = i
+            _put(score, item, size, value, i)
             _sift_up(score, item, size)
             size += 1
         elif _better(value, i, score[0], item[0]):
-            score[0] = value
-            item[0] = i
+            _put(score, item, 0, value, i)
             _sift_down(score, item, size, 0)
     end = size - 1
     while end > 0:
         tmp_score = score[0]
         tmp_item = item[0]
-        score[0] = score[end]
-        item[0] = item[end]
-        score[end] = tmp_score
-        item[end] = tmp_item
+        _put(score, item, 0, score[end], item[end])
+        _put(score, item, end, tmp_score, tmp_item)
         _sift_down(score, item, end, 0)
         end -= 1
     for end in range(size, n):
-        score[end] = -INFINITY
-        item[end] = -1
+        _put(score, item, end, -INFINITY, -1)
 
 
 def top_n(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] user_bias,

@@ -39,6 +39,17 @@ the cached archive is checked against it."""
 SPLIT_FOLDS = (1, 2, 3, 4, 5, "a", "b")
 
 
+class _NotCachedError(FileNotFoundError):
+    """A named set is not in the cache and no download was asked for.
+
+    `name`, `path` (the expected archive) and `url` let a caller word its own hint.
+    """
+
+    def __init__(self, message, name, path, url):
+        super().__init__(message)
+        self.name, self.path, self.url = name, path, url
+
+
 @dataclass(frozen=True)
 class _Layout:
     name: str
@@ -185,8 +196,9 @@ def _resolve(name_or_path, data_home, download):
         _download.verify_cached(target, sha256)
         return target
     if not download:
-        raise FileNotFoundError(f"MovieLens {key} is not in the cache: expected {target}. Pass "
-                                f"download=True to download it from {url}. {manual}")
+        raise _NotCachedError(f"MovieLens {key} is not in the cache: expected {target}. Pass "
+                              f"download=True to download it from {url}. {manual}",
+                              key, target, url)
     _download.download(url, target, manual, expected_sha256=sha256, md5_url=url + ".md5",
                        check=_check_archive)
     return target

@@ -140,11 +140,7 @@ def similar_items(model, item, n=10):
     KeyError
         When `item` is unknown to the model.
     """
-    model._check_fitted()
-    n = check_int("n", n, 1)
-    row = _known_row(model._item_map, item, "item")
-    rows, similarities = _nearest(model.item_factors_, row, n)
-    return _raw_ids(model._item_map, rows), similarities
+    return _similar(model, "item", item, n)
 
 
 def similar_users(model, user, n=10):
@@ -170,11 +166,7 @@ def similar_users(model, user, n=10):
     KeyError
         When `user` is unknown to the model.
     """
-    model._check_fitted()
-    n = check_int("n", n, 1)
-    row = _known_row(model._user_map, user, "user")
-    rows, similarities = _nearest(model.user_factors_, row, n)
-    return _raw_ids(model._user_map, rows), similarities
+    return _similar(model, "user", user, n)
 
 
 def fill_id(dtype):
@@ -221,6 +213,19 @@ def _rank(model, rows, candidates, exclude_seen, out_index, out_scores):
                 float(model.global_mean_), rows,
                 np.zeros(0, np.int32) if all_items else candidates, all_items,
                 seen_indptr, seen_indices, out_index, out_scores, model._thread_count())
+
+
+def _similar(model, side, raw, n):
+    """(raw ids, cosine similarities) of the `n` rows nearest `raw` among the `side` factors.
+
+    `side` is "user" or "item": the model's ``<side>_factors_`` and ``_<side>_map``.
+    """
+    model._check_fitted()
+    n = check_int("n", n, 1)
+    id_map = getattr(model, f"_{side}_map")
+    row = _known_row(id_map, raw, side)
+    rows, similarities = _nearest(getattr(model, f"{side}_factors_"), row, n)
+    return _raw_ids(id_map, rows), similarities
 
 
 def _nearest(factors, row, n):

@@ -101,6 +101,16 @@ def test_errors_are_one_line_without_traceback(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr
 
 
+def test_uncached_movielens_name_asks_for_the_download_option(tmp_path):
+    result = run("train", "ml-1m", "--data-home", str(tmp_path / "cache"), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("mfsgd: error:") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--download" in result.stderr and "download=True" not in result.stderr
+    assert str(tmp_path / "cache" / "ml-1m.zip") in result.stderr
+    assert not (tmp_path / "cache").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = run("--debug", "train", "demo", "--lr", "-1", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
