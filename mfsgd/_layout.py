@@ -20,10 +20,14 @@ def auto_n_blocks(n_users, n_items, n_ratings, n_factors, itemsize):
     user, B = 4 ran 18 % slower than B = 1 on one thread while cache-sized blocks gained
     nothing (popular items stay cached anyway), hence the run-length cap.  The choice depends
     on the data and k only, never on the thread count, so results do not change with threads.
+    The count is rounded down to a power of two, so that 2, 4 or 8 threads share the blocks
+    of a sub-epoch evenly: on 2.7M ratings at k = 128, B = 3 gave two threads 1.5x one
+    thread's speed, B = 2 gave 1.64x (and one thread was faster too).
     """
     by_cache = -(-n_items * n_factors * itemsize // L2_TARGET_BYTES)
     by_runs = max(2, int(n_ratings / max(n_users, 1) / MIN_RUN_LENGTH))
-    n_blocks = max(2, min(by_cache, by_runs, MAX_AUTO_BLOCKS))
+    n_blocks = int(max(2, min(by_cache, by_runs, MAX_AUTO_BLOCKS)))
+    n_blocks = 1 << (n_blocks.bit_length() - 1)
     return max(1, min(n_blocks, n_users, n_items))
 
 

@@ -79,7 +79,7 @@ class MatrixFactorization(ParamsMixin):
         training (after recording the epoch).
     n_blocks : int or "auto", default="auto"
         Row/column blocks of the stratified schedule (1 = plain serial SGD over users in
-        random order). "auto" picks 2 to 16 from the data size and k (see
+        segment-shuffled order). "auto" picks 2, 4, 8 or 16 from the data size and k (see
         ``mfsgd._layout.auto_n_blocks``). Results depend on it, not on the thread count.
     n_threads : int or None, default=None
         OpenMP threads; None uses all cores.

@@ -282,3 +282,13 @@ def _try_isa(name):
 def test_unknown_instruction_set_is_refused():
     with pytest.raises(ValueError, match="sse9"):
         _sgd.select_isa("sse9")
+
+
+def test_auto_block_count_is_a_power_of_two_set_by_data_and_k():
+    from mfsgd._layout import auto_n_blocks
+    counts = [auto_n_blocks(100_000, n_items, 5_000_000, k, 4)
+              for n_items in (1_000, 10_000, 100_000) for k in (16, 32, 128, 256)]
+    assert all(b >= 2 and b & (b - 1) == 0 for b in counts)
+    assert auto_n_blocks(100_000, 10_000, 2_739_007, 128, 4) == 2  # cache says 5, runs say 3
+    assert auto_n_blocks(10, 3, 30, 32, 4) == 2
+    assert auto_n_blocks(1, 5, 5, 32, 4) == 1
