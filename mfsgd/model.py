@@ -369,13 +369,14 @@ class MatrixFactorization(ParamsMixin):
                     layout.block_sse, self.global_mean_, lr, params["regularization"],
                     params["bias_regularization"], flags, seed, params["n_threads"])
                 seconds = time.perf_counter() - start
-                self._check_finite(sse, lr, epoch)
+                penalty = self._penalty(params)
+                self._check_finite(sse, penalty, lr, epoch)
                 self._epochs_done += 1
                 record = {"epoch": self._epochs_done, "learning_rate": lr,
                           "train_rmse": float(np.sqrt(sse / self._n_train))}
                 if valid is not None:
                     record["valid_rmse"] = self._rmse_on(valid, params["n_threads"])
-                record["objective"] = sse + self._penalty(params)
+                record["objective"] = sse + penalty
                 record["seconds"] = seconds
                 if early_stopping:
                     improved = record["valid_rmse"] < best_rmse - params["tol"]
@@ -408,10 +409,10 @@ class MatrixFactorization(ParamsMixin):
         for name, value in state.items():
             setattr(self, name, value)
 
-    def _check_finite(self, sse, lr, epoch):
-        # A sum is finite only when every term is: no temporary the size of the factors.
-        if np.isfinite(sse) and np.isfinite(np.sum(self.user_factors_, dtype=np.float64)) and \
-                np.isfinite(np.sum(self.item_factors_, dtype=np.float64)):
+    def _check_finite(self, sse, penalty, lr, epoch):
+        # The penalty sums the square of every factor (weighted by counts; 0 * inf is nan),
+        # so it is finite only when every factor is.
+        if np.isfinite(sse) and np.isfinite(penalty):
             return
         raise DivergenceError(
             f"training diverged at epoch {epoch + 1}: the squared error became {sse!r} with "
