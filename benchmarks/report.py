@@ -146,7 +146,8 @@ def surprise_table(sc):
              f"{base['updates_per_s']:,.0f} | 1.00 | {base['test_rmse']:.4f} |"]
     for name, r in sc["mfsgd"].items():
         label, threads = name.rsplit("_t", 1)
-        what = "same lr/reg/init_std" if label == "matched" else "own defaults, 20 epochs"
+        what = {"matched": "same lr/reg/init_std", "defaults": "own defaults, 20 epochs",
+                "tuned": "tuned for 20 epochs"}.get(label, label)
         lines.append(f"| mfsgd {what}, {threads} thread(s) | {r['fit_seconds']:.3f} | "
                      f"{r['updates_per_s']:,.0f} | {r['ratio_vs_surprise']:.1f} | "
                      f"{r['test_rmse']:.4f} |")
