@@ -277,7 +277,11 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     cdef int32_t[:, ::1] segments = segment_scratch
     with nogil:
         for s in range(n_sub):
-            for t in prange(width, num_threads=n_threads, schedule="dynamic", chunksize=1):
+            # Column t of the schedule is always row block t, and a static schedule always gives
+            # it to the same thread: each thread keeps its users' factor rows in its own cache
+            # across sub-epochs (2.7M ratings, two threads: 2.0-2.1x one thread at k = 32 and
+            # 1.8-2.1x at k = 128, against 1.9x and 1.65x with a dynamic schedule).
+            for t in prange(width, num_threads=n_threads, schedule="static", chunksize=1):
                 blk = schedule[s, t]
                 start = block_ptr[blk]
                 n_runs = block_ptr[blk + 1] - start
