@@ -145,10 +145,10 @@ def test_blocks_of_a_sub_epoch_share_no_user_and_no_item():
 
 @pytest.mark.parametrize("biased", [True, False])
 @pytest.mark.parametrize("n_blocks", [1, 3])
-@pytest.mark.parametrize("k", [5, 32])
+@pytest.mark.parametrize("k", [5, 32, 112])
 def test_kernel_matches_numpy_reference(biased, n_blocks, k):
-    """k = 32 runs the specialised fast path, k = 5 the generic one; 150 users make blocks of
-    several segments."""
+    """k = 32 and 112 run specialised fast paths, k = 5 the generic one; 150 users make blocks
+    of several segments."""
     ratings = random_ratings(n_users=150, seed=3)
     rng = np.random.default_rng(4)
     P = rng.normal(0, 0.1, (ratings.n_users, k))
