@@ -53,11 +53,7 @@ def aligned_copy(array):
     return out
 
 
-def padded_width(n_factors, itemsize):
-    """Row length, in elements, of the kernel's factor rows: `n_factors` rounded up to a
-    whole number of 64-byte cache lines."""
-    per_line = CACHE_LINE // itemsize
-    return -(-n_factors // per_line) * per_line
+padded_width = _sgd.padded_width
 
 
 def kernel_factors(factors):

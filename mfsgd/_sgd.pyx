@@ -194,12 +194,18 @@ cdef inline floating *_ptr_or_null(floating[::1] arr) noexcept nogil:
     return &arr[0] if arr.shape[0] > 0 else NULL
 
 
+cpdef Py_ssize_t padded_width(Py_ssize_t n_factors, Py_ssize_t itemsize):
+    """Row length, in elements, of the kernel's factor rows: `n_factors` rounded up to a
+    whole number of 64-byte cache lines."""
+    cdef Py_ssize_t per_line = 64 // itemsize
+    return (n_factors + per_line - 1) // per_line * per_line
+
+
 cdef int _row_width(Py_ssize_t n_rows, Py_ssize_t k, Py_ssize_t row_stride,
                     Py_ssize_t column_stride, Py_ssize_t itemsize, str name) except -1:
     """Values per factor row in memory: k, or k padded to whole 64-byte lines (the padding
     columns must hold zeros); 0 for an array without rows."""
-    cdef Py_ssize_t per_line = 64 // itemsize
-    cdef Py_ssize_t padded = (k + per_line - 1) // per_line * per_line
+    cdef Py_ssize_t padded = padded_width(k, itemsize)
     if n_rows == 0:
         return 0
     if column_stride != itemsize or row_stride not in (k * itemsize, padded * itemsize):
