@@ -80,9 +80,9 @@ def run(directory, threads=(1,), log=print):
     """Run the comparison; returns a dict (see the module docstring)."""
     import surprise
     from surprise import Dataset, Reader
+    from surprise.model_selection import PredefinedKFold
 
     import mfsgd
-    from surprise.model_selection import PredefinedKFold
 
     train, test = read_split(directory, "u1.base"), read_split(directory, "u1.test")
     n_train = len(train[2])
