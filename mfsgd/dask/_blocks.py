@@ -1,0 +1,249 @@
+"""What a worker does with one block: split rating partitions into blocks, lay a block out
+exactly as :func:`mfsgd._layout.build_layout` lays it out inside the whole layout, and run
+one block's SGD pass with the local kernel.
+
+Everything here is a pure function of its arguments (inputs are never modified), so that
+Dask may run it again, anywhere, after a worker is lost and get the same bytes.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _sgd
+from .._layout import aligned_empty, kernel_factors
+
+
+@dataclass
+class BlockLayout:
+    """The ratings of block ``blk`` = (row block, column block) laid out for the kernel.
+
+    ``run_user`` and ``items`` index the block's own factor rows: user ``j`` of the row
+    block (its users in ascending global index) and item ``j`` of the column block.  The runs
+    are in the order of the whole layout (ascending user) and each run's ratings are shuffled
+    with the seed of its *global* run number, so the arrays equal the block's slice of the
+    local layout once the indices are mapped back.
+    """
+
+    blk: int
+    n_blocks: int
+    run_user: np.ndarray
+    run_ptr: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+
+    @property
+    def n_runs(self):
+        """Number of runs (users with ratings in the block)."""
+        return len(self.run_user)
+
+    @property
+    def nbytes(self):
+        """Memory held by the arrays."""
+        return self.run_user.nbytes + self.run_ptr.nbytes + self.items.nbytes + self.ratings.nbytes
+
+
+def split_partition(mapped, row_block, col_block, user_local, item_local, n_blocks):
+    """Cut one partition's ratings by row block.
+
+    Parameters
+    ----------
+    mapped : (users, items, ratings) tuple of ndarray
+        Global user and item indices (int32) and ratings (float32) of one partition.
+    row_block, col_block : ndarray of int32
+        Block of every user and of every item.
+    user_local, item_local : ndarray of int32
+        Position of every user within its row block and of every item within its column
+        block.
+    n_blocks : int
+
+    Returns
+    -------
+    list of n_blocks tuples (column block int32, local user int32, local item int32,
+    rating float32), one per row block, in partition order.
+    """
+    users, items, values = mapped
+    rows = row_block[users]
+    order = np.argsort(rows, kind="stable")
+    bounds = np.searchsorted(rows[order], np.arange(n_blocks + 1))
+    pieces = []
+    for r in range(n_blocks):
+        take = order[bounds[r]:bounds[r + 1]]
+        pieces.append((col_block[items[take]], user_local[users[take]], item_local[items[take]],
+                       values[take]))
+    return pieces
+
+
+def piece(pieces, r):
+    """Row block `r`'s piece of a split partition (a task of its own, so that each piece
+    moves to its row block's worker alone)."""
+    return pieces[r]
+
+
+@dataclass
+class RowGroup:
+    """The ratings of one row block, cut by column block, each cut in CSR order."""
+
+    r: int
+    blocks: list      # per column block: (local user int32, local item int32, rating float32)
+
+    def summary(self):
+        """(ratings per block, runs per block, first duplicate or None) of this row block.
+
+        The duplicate is (column block, local user, local item) of a pair rated twice."""
+        n_ratings, n_runs, duplicate = [], [], None
+        for c, (users, items, _) in enumerate(self.blocks):
+            n_ratings.append(len(users))
+            starts = _run_starts(users)
+            n_runs.append(len(starts))
+            if duplicate is None and len(users) > 1:
+                same = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
+                if same.any():
+                    at = int(np.flatnonzero(same)[0])
+                    duplicate = (c, int(users[at]), int(items[at]))
+        return np.array(n_ratings, dtype=np.int64), np.array(n_runs, dtype=np.int64), duplicate
+
+
+def build_row_group(r, n_blocks, n_local_items, *pieces):
+    """Gather row block `r`'s pieces from every partition and sort each block in CSR order
+    (local user, then local item: the same order as global user, then global item, because
+    local positions follow global indices within a block)."""
+    if pieces:
+        cols = np.concatenate([p[0] for p in pieces])
+        users = np.concatenate([p[1] for p in pieces])
+        items = np.concatenate([p[2] for p in pieces])
+        values = np.concatenate([p[3] for p in pieces])
+    else:
+        cols = users = items = np.zeros(0, dtype=np.int32)
+        values = np.zeros(0, dtype=np.float32)
+    width = np.int64(max(n_local_items, 1))
+    key = (cols.astype(np.int64) * (int(users.max()) + 1 if len(users) else 1)
+           + users) * width + items
+    order = np.argsort(key, kind="stable")
+    cols, users, items, values = cols[order], users[order], items[order], values[order]
+    bounds = np.searchsorted(cols, np.arange(n_blocks + 1))
+    blocks = [(users[a:b], items[a:b], values[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return RowGroup(r, blocks)
+
+
+def row_group_summary(group):
+    """:meth:`RowGroup.summary` as a task."""
+    return group.summary()
+
+
+def _run_starts(users):
+    if len(users) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.flatnonzero(users[1:] != users[:-1]) + 1
+    return np.concatenate([[0], change]).astype(np.int64)
+
+
+def layout_block(group, c, n_blocks, first_run, seed):
+    """Lay out block (group.r, c) as the local layout does.
+
+    Parameters
+    ----------
+    group : RowGroup
+    c : int
+        Column block.
+    n_blocks : int
+    first_run : int
+        Global number of the block's first run: the runs of all blocks before it in block
+        index order (``block_ptr[blk]`` of the local layout).
+    seed : int
+        The layout seed drawn by ``build_layout``; run ``first_run + j`` is shuffled with
+        ``stream_seed(seed, first_run + j)``, as ``_sgd.fill_layout`` shuffles it.
+
+    Returns
+    -------
+    BlockLayout
+    """
+    users, items, values = group.blocks[c]
+    starts = _run_starts(users)
+    run_user = np.ascontiguousarray(users[starts], dtype=np.int32)
+    run_ptr = np.append(starts, len(users)).astype(np.int64)
+    items = np.array(items, dtype=np.int32)
+    ratings = np.array(values, dtype=np.float32)
+    lengths = np.diff(run_ptr)
+    # fill_layout seeds each run's shuffle by its index in the whole layout; a block alone
+    # cannot call it with global run numbers, so the same Fisher-Yates permutation is drawn
+    # per run from the kernel's own generator.  Runs of one rating stay as they are.
+    for j in np.flatnonzero(lengths > 1):
+        a, b = run_ptr[j], run_ptr[j + 1]
+        perm = _sgd.permutation(_sgd.stream_seed(seed, first_run + int(j)), int(b - a))
+        items[a:b] = items[a:b][perm]
+        ratings[a:b] = ratings[a:b][perm]
+    return BlockLayout(group.r * n_blocks + c, n_blocks, run_user, run_ptr, items, ratings)
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    """The per-fit constants of the kernel call."""
+
+    mu: float
+    reg: float
+    bias_reg: float
+    flags: int
+    n_blocks: int
+
+
+def _kernel_copy(factors):
+    """A fresh, writable copy of `factors` with the kernel's padded, aligned rows."""
+    n, k = factors.shape
+    if _sgd.padded_width(k, factors.itemsize) != k:
+        return kernel_factors(factors)          # always a new padded buffer
+    out = aligned_empty((n, k), factors.dtype)
+    out[...] = factors
+    return out
+
+
+def _vector_copy(values):
+    out = aligned_empty(values.shape, values.dtype)
+    out[...] = values
+    return out
+
+
+def run_block(layout, row_state, col_state, settings, lr, seed):
+    """One SGD pass over one block, on copies of its factor blocks.
+
+    Calls :func:`mfsgd._sgd.sgd_epoch` with a schedule of the one block and a block pointer
+    that is empty everywhere else, so the kernel derives the block's visiting order from
+    ``stream_seed(seed, blk)`` with the global block index, exactly as in the local epoch.
+
+    Parameters
+    ----------
+    layout : BlockLayout
+    row_state, col_state : tuple (factors, biases, adagrad accumulators)
+        The row block's user rows and the column block's item rows (accumulators empty
+        without adagrad).
+    settings : KernelSettings
+    lr : float
+        This epoch's learning rate.
+    seed : int
+        This epoch's seed.
+
+    Returns
+    -------
+    new_row_state, new_col_state, sse
+    """
+    P, user_bias, user_grad = row_state
+    Q, item_bias, item_grad = col_state
+    P, Q = _kernel_copy(P), _kernel_copy(Q)
+    user_bias, item_bias = _vector_copy(user_bias), _vector_copy(item_bias)
+    user_grad, item_grad = _vector_copy(user_grad), _vector_copy(item_grad)
+    n_blocks, blk = settings.n_blocks, layout.blk
+    block_ptr = np.zeros(n_blocks * n_blocks + 1, dtype=np.int64)
+    block_ptr[blk + 1:] = layout.n_runs
+    block_sse = np.zeros(n_blocks * n_blocks)
+    _sgd.sgd_epoch(P, Q, user_bias, item_bias, user_grad, item_grad, block_ptr,
+                   layout.run_user, layout.run_ptr, layout.items, layout.ratings,
+                   np.array([[blk]], dtype=np.int32), np.empty(layout.n_runs, dtype=np.int32),
+                   block_sse, settings.mu, lr, settings.reg, settings.bias_reg, settings.flags,
+                   seed, 1)
+    return ((np.ascontiguousarray(P), user_bias, user_grad),
+            (np.ascontiguousarray(Q), item_bias, item_grad), float(block_sse[blk]))
+
+
+def part(values, index):
+    """``values[index]`` as a task (splits a block task's output into what moves apart)."""
+    return values[index]
+

@@ -1,0 +1,286 @@
+"""DaskMatrixFactorization: the local estimator's fit, with the ratings and the SGD on workers.
+
+The client keeps a local :class:`mfsgd.MatrixFactorization` (``to_local()``) holding the id
+maps, the random generator, the whole factors (the checkpoint, refreshed every epoch) and
+the history; it makes every random draw of a local fit in the same order, so that both give
+the same bytes.  The ratings stay on the workers.
+"""
+import copy
+import time
+
+import numpy as np
+
+from .._base import ParamsMixin
+from .._idmap import IdMap
+from .._layout import auto_n_blocks, epoch_schedule, kernel_factors
+from .._progress import EpochReporter
+from .._validation import check_int
+from ..model import DivergenceError, MatrixFactorization, NotFittedError, _aligned_full
+from . import _blocks, _pipeline
+from ._driver import BlockEpochDriver
+
+STATE_NAMES = {"user_factors": "user_factors_", "item_factors": "item_factors_",
+               "user_bias": "user_bias_", "item_bias": "item_bias_",
+               "user_grad_sq": "_user_grad_sq", "item_grad_sq": "_item_grad_sq"}
+
+
+class DaskMatrixFactorization(ParamsMixin):
+    """Matrix factorization trained by blocked SGD on a Dask cluster.
+
+    Takes the parameters of :class:`mfsgd.MatrixFactorization` (``n_threads`` has no effect:
+    each block runs on one worker thread) plus `client`.  With the same `random_state` and
+    `n_blocks`, ``fit(ddf).to_local()`` equals ``MatrixFactorization(...).fit(
+    Ratings.from_dataframe(ddf.compute()))`` bit for bit: factors, biases, id maps and the
+    training RMSE and objective in ``history_``, whatever the number of workers or
+    partitions.  Early stopping and validation sets are not supported yet.
+
+    Parameters
+    ----------
+    client : distributed.Client or None, default=None
+        The cluster to train on; None uses the current client.
+    **params
+        As :class:`mfsgd.MatrixFactorization`.
+
+    Attributes
+    ----------
+    history_ : list of dict
+        Per epoch: epoch, learning_rate, train_rmse, objective, seconds.
+    blocks_ : mfsgd.dask._pipeline.BlockSet
+        The laid-out blocks of the last fit (futures on the workers).
+    driver_stats_ : dict
+        Block tasks submitted, recoveries from lost workers and where they resumed.
+    """
+
+    def __init__(self, n_factors=100, n_epochs=60, learning_rate=0.007, regularization=0.08,
+                 bias_regularization=None, biased=True, init_std=0.01,
+                 learning_rate_schedule="constant", learning_rate_decay=0.1, non_negative=False,
+                 early_stopping=False, validation_fraction=0.1, patience=5, tol=1e-4,
+                 callbacks=None, n_blocks="auto", n_threads=None, random_state=None,
+                 dtype=np.float32, verbose=False, show_progress=False, client=None):
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.bias_regularization = bias_regularization
+        self.biased = biased
+        self.init_std = init_std
+        self.learning_rate_schedule = learning_rate_schedule
+        self.learning_rate_decay = learning_rate_decay
+        self.non_negative = non_negative
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.tol = tol
+        self.callbacks = callbacks
+        self.n_blocks = n_blocks
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+        self.show_progress = show_progress
+        self.client = client
+
+    def _local_params(self):
+        return {name: value for name, value in self.get_params().items() if name != "client"}
+
+    def fit(self, ddf, user="user", item="item", rating="rating"):
+        """Train on the ratings of a dask DataFrame from fresh random factors.
+
+        Parameters
+        ----------
+        ddf : dask.dataframe.DataFrame
+            One row per rating: raw user id, raw item id (integers or strings) and rating.
+        user, item, rating : str
+            Column names.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError, TypeError
+            Before any epoch runs: a missing column, a non-finite rating, a (user, item)
+            pair rated twice, no ratings, a closed client, or bad parameters.
+        """
+        local = MatrixFactorization(**self._local_params())
+        params = local._checked_params()
+        if self.early_stopping:
+            raise ValueError("early_stopping is not supported by DaskMatrixFactorization yet")
+        client = _pipeline.resolve_client(self.client)
+        frame = _pipeline.rating_frame(ddf, user, item, rating)
+        indexed = _pipeline.index_ratings(client, frame, user, item, rating)
+        rng = np.random.default_rng(self.random_state)
+        self._forget_fit()
+        n_blocks = self._init_local(local, indexed, params, rng)
+        row_block, col_block, seed = _pipeline.draw_assignment(indexed, n_blocks, rng)
+        blocks = _pipeline.place_blocks(client, indexed, row_block, col_block, n_blocks, seed)
+        del indexed
+        self.blocks_ = blocks
+        local.history_ = []
+        self._local = local
+        try:
+            self._train(client, local, blocks, params)
+        except DivergenceError:
+            self._forget_fit()
+            raise
+        self._seen_blocks = blocks
+        return self
+
+    def _init_local(self, local, indexed, params, rng):
+        """Set the local model's state as ``MatrixFactorization._init_state`` does, drawing
+        the initial factors from `rng` in the same order; returns n_blocks."""
+        k, dtype = params["n_factors"], params["dtype"]
+        n_users, n_items = len(indexed.user_ids), len(indexed.item_ids)
+        if not indexed.sum_is_exact:
+            import warnings
+            warnings.warn("the sum of these ratings is not exact in float64, so the global "
+                          "mean may differ from a local fit's in the last bit", RuntimeWarning,
+                          stacklevel=3)
+        local._user_map = IdMap(indexed.user_ids)
+        local._item_map = IdMap(indexed.item_ids)
+        local.rating_range_ = indexed.rating_range
+        local.global_mean_ = indexed.global_mean if self.biased else 0.0
+        local.user_factors_ = local._initial_factors(rng, n_users, k, dtype, params)
+        local.item_factors_ = local._initial_factors(rng, n_items, k, dtype, params)
+        local.user_bias_ = _aligned_full(n_users, 0, dtype)
+        local.item_bias_ = _aligned_full(n_items, 0, dtype)
+        adagrad = params["schedule"] == "adagrad"
+        local._user_grad_sq = _aligned_full(n_users if adagrad else 0, 1, dtype)
+        local._item_grad_sq = _aligned_full(n_items if adagrad else 0, 1, dtype)
+        local._rng = rng
+        local._epochs_done = 0
+        local._user_counts = indexed.user_counts.astype(np.float64)
+        local._item_counts = indexed.item_counts.astype(np.float64)
+        local._n_train = indexed.n_ratings
+        if self.n_blocks == "auto":
+            return auto_n_blocks(n_users, n_items, indexed.n_ratings, k,
+                                 local.user_factors_.itemsize)
+        return min(check_int("n_blocks", self.n_blocks, 1), n_users, n_items)
+
+    def _train(self, client, local, blocks, params):
+        """The epoch loop of ``MatrixFactorization._run_epochs`` with the kernel call replaced
+        by one distributed epoch (no validation, no early stopping)."""
+        for name in ("user_factors_", "item_factors_"):
+            setattr(local, name, kernel_factors(getattr(local, name)))
+        if params["non_negative"]:
+            np.maximum(local.user_factors_, 0, out=local.user_factors_)
+            np.maximum(local.item_factors_, 0, out=local.item_factors_)
+        state = {key: getattr(local, name) for key, name in STATE_NAMES.items()}
+        settings = _blocks.KernelSettings(local.global_mean_, params["regularization"],
+                                          params["bias_regularization"], local._flags(params),
+                                          blocks.n_blocks)
+        driver = BlockEpochDriver(client, blocks, settings, state)
+        self._driver = driver
+        reporter = EpochReporter(params["n_epochs"], self.verbose, self.show_progress, False)
+        try:
+            for _ in range(params["n_epochs"]):
+                epoch = local._epochs_done
+                lr = local._epoch_learning_rate(params, epoch)
+                schedule = epoch_schedule(blocks.n_blocks, local._rng)
+                seed = int(local._rng.integers(0, 2**63))
+                start = time.perf_counter()
+                block_sse = driver.run_epoch(schedule, lr, seed)
+                sse = 0.0
+                for value in block_sse:      # block-index order, as the kernel adds them
+                    sse += value
+                driver.write_state(state)
+                seconds = time.perf_counter() - start
+                penalty = local._penalty(params)
+                local._check_finite(sse, penalty, lr, epoch)
+                local._epochs_done += 1
+                record = {"epoch": local._epochs_done, "learning_rate": lr,
+                          "train_rmse": float(np.sqrt(sse / local._n_train)),
+                          "objective": sse + penalty, "seconds": seconds}
+                local.history_.append(record)
+                self.history_ = local.history_
+                reporter.epoch(record)
+                stop = any([bool(callback(record, self)) for callback in params["callbacks"]])
+                if stop:
+                    break
+        finally:
+            reporter.close()
+            self.driver_stats_ = dict(driver.stats)
+            driver.close()
+            local.user_factors_ = np.ascontiguousarray(local.user_factors_)
+            local.item_factors_ = np.ascontiguousarray(local.item_factors_)
+        self.history_ = local.history_
+        for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_",
+                     "rating_range_", "global_mean_"):
+            setattr(self, name, getattr(local, name))
+
+    def to_local(self, seen=True):
+        """The fitted model as a plain :class:`mfsgd.MatrixFactorization`.
+
+        Parameters
+        ----------
+        seen : bool, default=True
+            Gather from the workers which items each user rated (4 bytes per rating, no
+            rating values), so that ``recommend`` can leave them out and ``save`` works.
+
+        Returns
+        -------
+        MatrixFactorization
+            A copy; later fits of this estimator do not change it.
+        """
+        self._check_fitted()
+        local = self._local
+        if seen and not hasattr(local, "_seen_indptr"):
+            local._seen_indptr, local._seen_indices = _gather_seen(
+                self._resolved_client(), self._seen_blocks, len(local._user_map),
+                len(local._item_map))
+        model = copy.deepcopy(local)
+        return model
+
+    def _resolved_client(self):
+        return _pipeline.resolve_client(self.client)
+
+    def _check_fitted(self):
+        if not hasattr(self, "_seen_blocks"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def predict(self, users, items):
+        """Predict ratings for (user, item) pairs of raw ids (on the client); see
+        :meth:`mfsgd.MatrixFactorization.predict`."""
+        self._check_fitted()
+        return self._local.predict(users, items)
+
+    @property
+    def user_ids_(self):
+        """Raw user id of each factor row."""
+        self._check_fitted()
+        return self._local.user_ids_
+
+    @property
+    def item_ids_(self):
+        """Raw item id of each factor row."""
+        self._check_fitted()
+        return self._local.item_ids_
+
+    def _forget_fit(self):
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")]:
+            delattr(self, name)
+        for name in ("_local", "_driver", "_seen_blocks"):
+            self.__dict__.pop(name, None)
+
+
+def _block_pairs(layout):
+    """(local users, local items) of one block layout, one pair per rating."""
+    users = np.repeat(layout.run_user, np.diff(layout.run_ptr))
+    return layout.blk, users, layout.items
+
+
+def _gather_seen(client, blocks, n_users, n_items):
+    """The seen-items CSR (indptr int64, indices int32, items sorted within users) of the
+    training ratings, built from the block layouts."""
+    pairs = client.gather([client.submit(_block_pairs, layout, pure=False)
+                           for layout in blocks.layouts.values()])
+    keys = []
+    for blk, users, items in pairs:
+        r, c = divmod(blk, blocks.n_blocks)
+        keys.append(blocks.users_of_row[r][users].astype(np.int64) * n_items
+                    + blocks.items_of_col[c][items])
+    keys = np.sort(np.concatenate(keys))
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // n_items, minlength=n_users), out=indptr[1:])
+    return indptr, (keys % n_items).astype(np.int32)
