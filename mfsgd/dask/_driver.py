@@ -22,6 +22,8 @@ from . import _blocks
 from ._pipeline import worker_addresses
 
 POLL_SECONDS = 0.05
+LOST_EVENT_SECONDS = 5.0
+WORKERS_BACK_SECONDS = 60.0
 
 
 class WorkerLost(RuntimeError):
@@ -95,16 +97,29 @@ class BlockEpochDriver:
                 state["item_grad_sq"][cols] = grad
 
     def _scatter_checkpoint(self):
-        live = worker_addresses(self.client)
-        for r, owner in list(self.owners.items()):
-            if owner not in live:
-                load = {w: sum(o == w for o in self.owners.values()) for w in live}
-                self.owners[r] = min(live, key=lambda w: (load[w], w))
-        scatter = self.client.scatter
-        self._row_futures = [scatter(self._rows[r], workers=[self.owners[r]], hash=False)
-                             for r in range(self.n_blocks)]
-        self._col_futures = [scatter(self._cols[c], workers=[self.owners[c]], hash=False)
-                             for c in range(self.n_blocks)]
+        """Scatter the checkpoint to the owners, moving row blocks of departed workers to
+        the least loaded live ones; retried while workers come and go."""
+        deadline = time.monotonic() + WORKERS_BACK_SECONDS
+        while True:
+            live = worker_addresses(self.client)
+            if live:
+                for r, owner in list(self.owners.items()):
+                    if owner not in live:
+                        load = {w: sum(o == w for o in self.owners.values()) for w in live}
+                        self.owners[r] = min(live, key=lambda w: (load[w], w))
+                try:
+                    scatter = self.client.scatter
+                    self._row_futures = [scatter(self._rows[r], workers=[self.owners[r]],
+                                                 hash=False) for r in range(self.n_blocks)]
+                    self._col_futures = [scatter(self._cols[c], workers=[self.owners[c]],
+                                                 hash=False) for c in range(self.n_blocks)]
+                    return
+                except (KeyError, OSError):
+                    pass            # a chosen worker left in the meantime
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no Dask worker took the factor blocks within "
+                                   f"{WORKERS_BACK_SECONDS} s after losing a worker")
+            time.sleep(POLL_SECONDS)
 
     # ------------------------------------------------------------------ failures
     def _on_event(self, event):
@@ -124,20 +139,23 @@ class BlockEpochDriver:
                 break
             except TimeoutError:
                 continue
+            except Exception:
+                # Futures whose scattered inputs died with a worker are cancelled ("lost
+                # dependencies"); the scheduler's remove-worker event may come just after.
+                self._raise_if_worker_lost()
+                raise
         if any(f.status != "finished" for f in futures):
-            if self._lost.is_set():
-                raise WorkerLost()
+            self._raise_if_worker_lost()
             for future in futures:
                 future.result()         # raises the task's own error
+
+    def _raise_if_worker_lost(self, patience=LOST_EVENT_SECONDS):
+        if self._lost.wait(patience):
+            raise WorkerLost()
 
     def _recover(self, progress):
         for futures in (self._row_futures, self._col_futures):
             self.client.cancel([f for f in futures if f is not None])
-        deadline = time.monotonic() + 60
-        while not worker_addresses(self.client):
-            if time.monotonic() > deadline:
-                raise RuntimeError("every Dask worker was lost and none came back in 60 s")
-            time.sleep(POLL_SECONDS)
         self._lost.clear()
         self.stats["recoveries"] += 1
         self.stats["resumed_at"].append((self._epochs, progress))
@@ -190,7 +208,11 @@ class BlockEpochDriver:
         s, row_futures, col_futures, sse_futures = pending
         futures = row_futures + col_futures + list(sse_futures.values())
         self._wait(futures)
-        values = self.client.gather(futures)
+        try:
+            values = self.client.gather(futures)
+        except Exception:
+            self._raise_if_worker_lost()
+            raise
         n = self.n_blocks
         rows, cols, sses = values[:n], values[n:2 * n], values[2 * n:]
         if self._lost.is_set():

@@ -140,6 +140,16 @@ def add_counts(a, b):
     return a[0] + b[0], a[1] + b[1]
 
 
+def _constant(value):
+    return value
+
+
+def graph_constant(client, value):
+    """A future of `value` that Dask can recompute: the value sits in the task itself, not
+    in a scattered key, so tasks that depend on it can run again after a worker is lost."""
+    return client.submit(_constant, value, pure=False)
+
+
 def tree_reduce(client, futures, combine):
     """Reduce futures pairwise with `combine` in tasks; returns one future."""
     futures = list(futures)
@@ -189,7 +199,7 @@ def index_ratings(client, frame, user, item, rating):
     if summary is None:
         raise ValueError("ratings is empty: a rating set needs at least one rating")
     user_ids, item_ids = summary["users"], summary["items"]
-    ids = client.scatter([user_ids, item_ids], broadcast=True, hash=False)
+    ids = [graph_constant(client, user_ids), graph_constant(client, item_ids)]
     mapped = [client.submit(index_partition, p, user, item, rating, ids[0], ids[1], pure=False)
               for p in partitions]
     counts = [client.submit(count_partition, m, len(user_ids), len(item_ids), pure=False)
@@ -236,9 +246,14 @@ def positions(block_of, n_blocks):
     return members, local
 
 
+def _scheduler_workers(dask_scheduler):
+    return sorted(dask_scheduler.workers)
+
+
 def worker_addresses(client):
-    """Addresses of the workers now connected, sorted."""
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+    """Addresses of the workers connected now, sorted (asked of the scheduler itself: the
+    client's cached view can still list a worker that has just died)."""
+    return client.run_on_scheduler(_scheduler_workers)
 
 
 def place_blocks(client, indexed, row_block, col_block, n_blocks, seed, owners=None):
@@ -270,8 +285,7 @@ def place_blocks(client, indexed, row_block, col_block, n_blocks, seed, owners=N
     if owners is None:
         workers = worker_addresses(client)
         owners = {r: workers[r % len(workers)] for r in range(n_blocks)}
-    maps = client.scatter([row_block, col_block, user_local, item_local], broadcast=True,
-                          hash=False)
+    maps = [graph_constant(client, a) for a in (row_block, col_block, user_local, item_local)]
     splits = [client.submit(_blocks.split_partition, m, *maps, n_blocks, pure=False)
               for m in indexed.mapped]
     groups = []
