@@ -138,6 +138,19 @@ def test_fit_is_bit_identical_to_local_fit(client, frame, params, n_partitions):
     assert np.array_equal(model.predict(users, items), local.predict(users, items))
 
 
+def test_epoch_checkpoints_give_the_same_fit(client, frame):
+    params = PARAMETER_SETS[0]
+    model = DaskMatrixFactorization(client=client, checkpoint="epoch", **params)
+    model.fit(dd.from_pandas(frame, npartitions=2), user="uid", item="movie", rating="stars")
+    _assert_same_model(model, _local_fit(frame, **params))
+    sub_epochs = params["n_epochs"] * params["n_blocks"]
+    fitted = model.to_local()
+    factor_bytes = sum(getattr(fitted, name).nbytes for name in
+                       ("user_factors_", "item_factors_", "user_bias_", "item_bias_"))
+    assert model.driver_stats_["checkpoint_bytes"] == params["n_epochs"] * factor_bytes
+    assert model.driver_stats_["block_tasks"] == sub_epochs * params["n_blocks"]
+
+
 def test_fit_with_uneven_partitions_and_integer_items(client):
     users, items, ratings = mfsgd.make_synthetic(n_users=200, n_items=90, n_ratings=3000,
                                                  random_state=2)
@@ -215,6 +228,12 @@ def test_closed_client():
                 dd.from_pandas(_small_frame(), npartitions=1))
 
 
+def test_bad_checkpoint_choice(small_client):
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        DaskMatrixFactorization(client=small_client, checkpoint="never").fit(
+            dd.from_pandas(_small_frame(), npartitions=1))
+
+
 def test_unfitted_model_raises():
     with pytest.raises(mfsgd.NotFittedError):
         DaskMatrixFactorization().to_local()
@@ -262,8 +281,10 @@ def fault_client():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["after-epoch", "mid-epoch"])
-def test_killed_worker_recovers_from_the_last_sub_epoch(fault_client, frame, when):
+@pytest.mark.parametrize("when, checkpoint", [("after-epoch", "sub-epoch"),
+                                              ("mid-epoch", "sub-epoch"),
+                                              ("mid-epoch", "epoch")])
+def test_killed_worker_recovers_from_the_last_checkpoint(fault_client, frame, when, checkpoint):
     params = dict(n_factors=6, n_epochs=5, n_blocks=3, random_state=9)
     local = _local_fit(frame, **params)
     killed = []
@@ -280,7 +301,8 @@ def test_killed_worker_recovers_from_the_last_sub_epoch(fault_client, frame, whe
                     _kill_owner_of_row_block_0(model)
             model._driver.before_sub_epoch = before
 
-    model = DaskMatrixFactorization(client=fault_client, callbacks=kill_after_epoch_2, **params)
+    model = DaskMatrixFactorization(client=fault_client, callbacks=kill_after_epoch_2,
+                                    checkpoint=checkpoint, **params)
     with distributed.get_task_stream(client=fault_client) as stream:
         model.fit(dd.from_pandas(frame, npartitions=3), user="uid", item="movie",
                   rating="stars")
@@ -289,8 +311,10 @@ def test_killed_worker_recovers_from_the_last_sub_epoch(fault_client, frame, whe
     assert stats["recoveries"] == 1
     (epoch, sub_epoch), = stats["resumed_at"]
     assert epoch == 2                       # the third epoch: nothing before it ran again
-    if when == "mid-epoch":
+    if when == "mid-epoch" and checkpoint == "sub-epoch":
         assert sub_epoch >= 1               # sub-epochs of the third epoch kept, not redone
+    else:
+        assert sub_epoch == 0
     # Dask itself re-ran no chain of block tasks: at most the replayed sub-epochs.
     runs = [t for t in stream.data if str(t["key"]).startswith("run_block")]
     assert len(runs) <= (params["n_epochs"] + 1) * 3 * 3

@@ -6,7 +6,8 @@ column block c and returns their updated copies; only those move between workers
 block r's factors stay on its owner, so in practice only item factor blocks travel.
 
 Fault tolerance.  After submitting sub-epoch s the client gathers the factor blocks that
-sub-epoch s - 1 produced (while s runs) and keeps them as the checkpoint.  When the scheduler
+sub-epoch s - 1 produced (while s runs) and keeps them as the checkpoint (or, with
+``checkpoint="epoch"``, only those of each epoch's last sub-epoch).  When the scheduler
 reports a removed worker, the driver cancels its factor futures (so that Dask does not
 recompute them through the whole chain of earlier sub-epochs), scatters the checkpoint to
 the workers now present and runs again from the sub-epoch after it.  The layouts are left to
@@ -24,6 +25,7 @@ from ._pipeline import worker_addresses
 POLL_SECONDS = 0.05
 LOST_EVENT_SECONDS = 5.0
 WORKERS_BACK_SECONDS = 60.0
+CHECKPOINTS = ("sub-epoch", "epoch")
 
 
 class WorkerLost(RuntimeError):
@@ -42,6 +44,11 @@ class BlockEpochDriver:
         The whole model's ``user_factors``, ``item_factors``, ``user_bias``, ``item_bias``,
         ``user_grad_sq`` and ``item_grad_sq`` (accumulators empty without adagrad), in
         global index order; they are split into blocks and scattered to the owners.
+    checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
+        How often the client gathers the factor blocks: after every sub-epoch (a lost worker
+        costs at most the sub-epochs in flight), or only at the end of each epoch (a lost
+        worker replays the epoch; the client receives the model once per epoch instead of
+        once per sub-epoch).
 
     Attributes
     ----------
@@ -53,7 +60,10 @@ class BlockEpochDriver:
         recovery, ``checkpoint_bytes`` gathered.
     """
 
-    def __init__(self, client, blocks, settings, state):
+    def __init__(self, client, blocks, settings, state, checkpoint="sub-epoch"):
+        if checkpoint not in CHECKPOINTS:
+            raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
+        self.checkpoint = checkpoint
         self.client = client
         self.blocks = blocks
         self.settings = settings
@@ -198,9 +208,13 @@ class BlockEpochDriver:
                 self._col_futures[c] = client.submit(_blocks.part, out, 1, pure=False)
                 sse_futures[int(blk)] = client.submit(_blocks.part, out, 2, pure=False)
                 self.stats["block_tasks"] += 1
-            if pending is not None:
-                self._checkpoint(pending, progress, block_sse)
-            pending = (s, list(self._row_futures), list(self._col_futures), sse_futures)
+            if self.checkpoint == "sub-epoch":
+                if pending is not None:
+                    self._checkpoint(pending, progress, block_sse)
+                pending = (s, list(self._row_futures), list(self._col_futures), sse_futures)
+            else:
+                pending = (s, list(self._row_futures), list(self._col_futures),
+                           {**(pending[3] if pending else {}), **sse_futures})
         if pending is not None:
             self._checkpoint(pending, progress, block_sse)
 

@@ -17,7 +17,7 @@ from .._progress import EpochReporter
 from .._validation import check_int
 from ..model import DivergenceError, MatrixFactorization, NotFittedError, _aligned_full
 from . import _blocks, _pipeline
-from ._driver import BlockEpochDriver
+from ._driver import CHECKPOINTS, BlockEpochDriver
 
 STATE_NAMES = {"user_factors": "user_factors_", "item_factors": "item_factors_",
                "user_bias": "user_bias_", "item_bias": "item_bias_",
@@ -38,6 +38,10 @@ class DaskMatrixFactorization(ParamsMixin):
     ----------
     client : distributed.Client or None, default=None
         The cluster to train on; None uses the current client.
+    checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
+        How often the client gathers the factor blocks, from which training resumes when a
+        worker is lost: after every sub-epoch, or once per epoch (less traffic; a lost
+        worker then costs the epoch in progress).
     **params
         As :class:`mfsgd.MatrixFactorization`.
 
@@ -56,7 +60,8 @@ class DaskMatrixFactorization(ParamsMixin):
                  learning_rate_schedule="constant", learning_rate_decay=0.1, non_negative=False,
                  early_stopping=False, validation_fraction=0.1, patience=5, tol=1e-4,
                  callbacks=None, n_blocks="auto", n_threads=None, random_state=None,
-                 dtype=np.float32, verbose=False, show_progress=False, client=None):
+                 dtype=np.float32, verbose=False, show_progress=False, client=None,
+                 checkpoint="sub-epoch"):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -79,9 +84,11 @@ class DaskMatrixFactorization(ParamsMixin):
         self.verbose = verbose
         self.show_progress = show_progress
         self.client = client
+        self.checkpoint = checkpoint
 
     def _local_params(self):
-        return {name: value for name, value in self.get_params().items() if name != "client"}
+        return {name: value for name, value in self.get_params().items()
+                if name not in ("client", "checkpoint")}
 
     def fit(self, ddf, user="user", item="item", rating="rating"):
         """Train on the ratings of a dask DataFrame from fresh random factors.
@@ -105,6 +112,9 @@ class DaskMatrixFactorization(ParamsMixin):
         """
         local = MatrixFactorization(**self._local_params())
         params = local._checked_params()
+        if self.checkpoint not in CHECKPOINTS:
+            raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got "
+                             f"{self.checkpoint!r}")
         if self.early_stopping:
             raise ValueError("early_stopping is not supported by DaskMatrixFactorization yet")
         client = _pipeline.resolve_client(self.client)
@@ -170,7 +180,7 @@ class DaskMatrixFactorization(ParamsMixin):
         settings = _blocks.KernelSettings(local.global_mean_, params["regularization"],
                                           params["bias_regularization"], local._flags(params),
                                           blocks.n_blocks)
-        driver = BlockEpochDriver(client, blocks, settings, state)
+        driver = BlockEpochDriver(client, blocks, settings, state, self.checkpoint)
         self._driver = driver
         reporter = EpochReporter(params["n_epochs"], self.verbose, self.show_progress, False)
         try:
