@@ -161,17 +161,17 @@ def layout_block(group, c, n_blocks, first_run, seed):
     starts = _run_starts(users)
     run_user = np.ascontiguousarray(users[starts], dtype=np.int32)
     run_ptr = np.append(starts, len(users)).astype(np.int64)
-    items = np.array(items, dtype=np.int32)
-    ratings = np.array(values, dtype=np.float32)
     lengths = np.diff(run_ptr)
     # fill_layout seeds each run's shuffle by its index in the whole layout; a block alone
     # cannot call it with global run numbers, so the same Fisher-Yates permutation is drawn
     # per run from the kernel's own generator.  Runs of one rating stay as they are.
+    order = np.arange(len(users), dtype=np.int64)
     for j in np.flatnonzero(lengths > 1):
         a, b = run_ptr[j], run_ptr[j + 1]
-        perm = _sgd.permutation(_sgd.stream_seed(seed, first_run + int(j)), int(b - a))
-        items[a:b] = items[a:b][perm]
-        ratings[a:b] = ratings[a:b][perm]
+        np.add(_sgd.permutation(_sgd.stream_seed(seed, first_run + int(j)), int(b - a)), a,
+               out=order[a:b])
+    items = np.ascontiguousarray(items[order], dtype=np.int32)
+    ratings = np.ascontiguousarray(values[order], dtype=np.float32)
     return BlockLayout(group.r * n_blocks + c, n_blocks, run_user, run_ptr, items, ratings)
 
 
