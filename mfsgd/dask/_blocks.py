@@ -202,6 +202,16 @@ def _vector_copy(values):
     return out
 
 
+@dataclass
+class BlockOutput:
+    """What one block task returns: the row block's and the column block's new state (each a
+    (factors, biases, accumulators) tuple) and the block's sum of squared errors."""
+
+    row: tuple
+    col: tuple
+    sse: float
+
+
 def run_block(layout, row_state, col_state, settings, lr, seed):
     """One SGD pass over one block, on copies of its factor blocks.
 
@@ -212,9 +222,11 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
     Parameters
     ----------
     layout : BlockLayout
-    row_state, col_state : tuple (factors, biases, adagrad accumulators)
+    row_state, col_state : tuple (factors, biases, adagrad accumulators) or BlockOutput
         The row block's user rows and the column block's item rows (accumulators empty
-        without adagrad).
+        without adagrad), or the output of the block task that last updated them (its
+        ``row`` / ``col``): the driver passes a row block's previous output whole, since it
+        stays on the same worker, and splits off only the column state that moves.
     settings : KernelSettings
     lr : float
         This epoch's learning rate.
@@ -223,8 +235,12 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
 
     Returns
     -------
-    new_row_state, new_col_state, sse
+    BlockOutput
     """
+    if isinstance(row_state, BlockOutput):
+        row_state = row_state.row
+    if isinstance(col_state, BlockOutput):
+        col_state = col_state.col
     P, user_bias, user_grad = row_state
     Q, item_bias, item_grad = col_state
     P, Q = _kernel_copy(P), _kernel_copy(Q)
@@ -239,11 +255,17 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
                    np.array([[blk]], dtype=np.int32), np.empty(layout.n_runs, dtype=np.int32),
                    block_sse, settings.mu, lr, settings.reg, settings.bias_reg, settings.flags,
                    seed, 1)
-    return ((np.ascontiguousarray(P), user_bias, user_grad),
-            (np.ascontiguousarray(Q), item_bias, item_grad), float(block_sse[blk]))
+    return BlockOutput((np.ascontiguousarray(P), user_bias, user_grad),
+                       (np.ascontiguousarray(Q), item_bias, item_grad), float(block_sse[blk]))
 
 
-def part(values, index):
-    """``values[index]`` as a task (splits a block task's output into what moves apart)."""
-    return values[index]
+def block_error(output):
+    """The block's sum of squared errors from a block task's output (a task of its own)."""
+    return output.sse
+
+
+def column_state(output):
+    """The column state of a block task's output, as a task of its own so that it moves to
+    the next worker without the row state."""
+    return output.col
 

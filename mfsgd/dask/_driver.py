@@ -197,44 +197,54 @@ class BlockEpochDriver:
         for s in range(progress[0], n_blocks):
             if self.before_sub_epoch is not None:
                 self.before_sub_epoch(self._epochs, s)
-            sse_futures = {}
+            outputs = {}
             for blk in schedule[s]:
                 r, c = divmod(int(blk), n_blocks)
                 out = client.submit(_blocks.run_block, self.blocks.layouts[int(blk)],
                                     self._row_futures[r], self._col_futures[c], self.settings,
                                     lr, seed, workers=[self.owners[r]],
                                     allow_other_workers=True, pure=False)
-                self._row_futures[r] = client.submit(_blocks.part, out, 0, pure=False)
-                self._col_futures[c] = client.submit(_blocks.part, out, 1, pure=False)
-                sse_futures[int(blk)] = client.submit(_blocks.part, out, 2, pure=False)
+                self._row_futures[r] = out
+                self._col_futures[c] = client.submit(_blocks.column_state, out, pure=False)
+                outputs[int(blk)] = out
                 self.stats["block_tasks"] += 1
             if self.checkpoint == "sub-epoch":
                 if pending is not None:
                     self._checkpoint(pending, progress, block_sse)
-                pending = (s, list(self._row_futures), list(self._col_futures), sse_futures)
+                pending = (s, outputs, {})
             else:
-                pending = (s, list(self._row_futures), list(self._col_futures),
-                           {**(pending[3] if pending else {}), **sse_futures})
+                # Only the last sub-epoch's outputs hold the epoch's state; of the others
+                # the client needs the errors alone.
+                sses = dict(pending[2]) if pending else {}
+                for blk, out in (pending[1] if pending else {}).items():
+                    sses[blk] = client.submit(_blocks.block_error, out, pure=False)
+                pending = (s, outputs, sses)
         if pending is not None:
             self._checkpoint(pending, progress, block_sse)
 
     def _checkpoint(self, pending, progress, block_sse):
-        s, row_futures, col_futures, sse_futures = pending
-        futures = row_futures + col_futures + list(sse_futures.values())
+        """Gather sub-epoch `s`'s block outputs (every row and column block's state) and the
+        errors of earlier blocks not gathered yet; the state becomes the checkpoint."""
+        s, outputs, sses = pending
+        futures = list(outputs.values()) + list(sses.values())
         self._wait(futures)
         try:
             values = self.client.gather(futures)
         except Exception:
             self._raise_if_worker_lost()
             raise
-        n = self.n_blocks
-        rows, cols, sses = values[:n], values[n:2 * n], values[2 * n:]
         if self._lost.is_set():
             raise WorkerLost()
-        self._rows, self._cols = list(rows), list(cols)
-        for blk, sse in zip(sse_futures, sses):
+        for blk, sse in zip(sses, values[len(outputs):]):
             block_sse[blk] = sse
-        self.stats["checkpoint_bytes"] += sum(a.nbytes for part in rows + cols for a in part)
+        rows, cols = list(self._rows), list(self._cols)
+        for blk, output in zip(outputs, values[:len(outputs)]):
+            r, c = divmod(blk, self.n_blocks)
+            rows[r], cols[c] = output.row, output.col
+            block_sse[blk] = output.sse
+        self._rows, self._cols = rows, cols
+        self.stats["checkpoint_bytes"] += sum(a.nbytes for output in values[:len(outputs)]
+                                              for a in output.row + output.col)
         progress[0] = s + 1
 
     def close(self):
