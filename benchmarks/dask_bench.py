@@ -7,9 +7,9 @@ and seed, alternating the two for ``--repeats`` rounds, and reports:
 
 - seconds per epoch (median of the epochs after the first, median over rounds) of both;
 - the distributed fit's preparation time (reading Parquet to laid-out blocks);
-- bytes moved between workers per sub-epoch (the workers' outgoing transfer counters, read
-  between epochs, less what the client gathered) and bytes gathered by the client per
-  sub-epoch (the checkpoint), with ``checkpoint="sub-epoch"`` and ``"epoch"``;
+- bytes moved between workers per sub-epoch (the workers' outgoing transfer counters, which
+  count transfers to other workers, read between epochs) and bytes gathered by the client
+  per sub-epoch (the checkpoint), with ``checkpoint="sub-epoch"`` and ``"epoch"``;
 - the scheduler's overhead per task: no-op tasks submitted in a batch (throughput) and
   one after another (round trip);
 - whether the two fits gave bit-identical factors.
@@ -137,15 +137,13 @@ def _dask_fit(client, parquet, params, checkpoint, local):
     total = time.perf_counter() - start
     n_blocks, n_epochs = model.blocks_.n_blocks, params["n_epochs"]
     fitted = model.to_local(seen=False)
-    client_bytes = model.driver_stats_["checkpoint_bytes"] / (n_epochs * n_blocks)
-    # The workers' outgoing counters also count what the client gathers (get_data serves
-    # both), so the traffic between workers is the difference.
-    outgoing = (transfers[-1] - transfers[0]) / max((n_epochs - 1) * n_blocks, 1)
     return {
         "epoch_s": _steady_epoch_seconds(model.history_),
         "prepare_s": total - sum(record["seconds"] for record in model.history_),
-        "worker_bytes_per_sub_epoch": outgoing - client_bytes,
-        "client_bytes_per_sub_epoch": client_bytes,
+        "worker_bytes_per_sub_epoch": (transfers[-1] - transfers[0])
+        / max((n_epochs - 1) * n_blocks, 1),
+        "client_bytes_per_sub_epoch": model.driver_stats_["checkpoint_bytes"]
+        / (n_epochs * n_blocks),
         "bit_identical": all(np.array_equal(getattr(fitted, name), getattr(local, name))
                              for name in ("user_factors_", "item_factors_", "user_bias_",
                                           "item_bias_"))}

@@ -234,6 +234,19 @@ def test_bad_checkpoint_choice(small_client):
             dd.from_pandas(_small_frame(), npartitions=1))
 
 
+def test_divergence_raises_like_local_fit(small_client, frame):
+    params = dict(n_factors=4, n_epochs=3, n_blocks=2, learning_rate=1e4, random_state=0)
+    with pytest.raises(mfsgd.DivergenceError) as local_error:
+        _local_fit(frame, **params)
+    model = DaskMatrixFactorization(client=small_client, **params)
+    with pytest.raises(mfsgd.DivergenceError) as dask_error:
+        model.fit(dd.from_pandas(frame, npartitions=2), user="uid", item="movie",
+                  rating="stars")
+    assert str(dask_error.value) == str(local_error.value)
+    with pytest.raises(mfsgd.NotFittedError):
+        model.to_local()
+
+
 def test_unfitted_model_raises():
     with pytest.raises(mfsgd.NotFittedError):
         DaskMatrixFactorization().to_local()
