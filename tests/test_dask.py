@@ -76,6 +76,7 @@ def _assert_same_model(dask_model, local):
     for mine, theirs in zip(got.history_, local.history_):
         for key in ("epoch", "learning_rate", "train_rmse", "objective"):
             assert mine[key] == theirs[key], (key, mine, theirs)
+            assert type(mine[key]) is type(theirs[key]), (key, mine, theirs)
 
 
 @pytest.mark.parametrize("n_partitions", [1, 4])

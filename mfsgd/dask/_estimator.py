@@ -192,7 +192,7 @@ class DaskMatrixFactorization(ParamsMixin):
                 start = time.perf_counter()
                 block_sse = driver.run_epoch(schedule, lr, seed)
                 sse = 0.0
-                for value in block_sse:      # block-index order, as the kernel adds them
+                for value in block_sse.tolist():   # block-index order, as the kernel adds
                     sse += value
                 driver.write_state(state)
                 seconds = time.perf_counter() - start
