@@ -50,7 +50,9 @@ class DaskMatrixFactorization(ParamsMixin):
     history_ : list of dict
         Per epoch: epoch, learning_rate, train_rmse, objective, seconds.
     blocks_ : mfsgd.dask._pipeline.BlockSet
-        The laid-out blocks of the last fit (futures on the workers).
+        The laid-out blocks of the last fit: futures, so the workers keep the blocks while
+        this estimator lives (``to_local`` reads the rated items from them); delete the
+        estimator or fit again to release them.
     driver_stats_ : dict
         Block tasks submitted, recoveries from lost workers and where they resumed.
     """
@@ -62,29 +64,10 @@ class DaskMatrixFactorization(ParamsMixin):
                  callbacks=None, n_blocks="auto", n_threads=None, random_state=None,
                  dtype=np.float32, verbose=False, show_progress=False, client=None,
                  checkpoint="sub-epoch"):
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.learning_rate = learning_rate
-        self.regularization = regularization
-        self.bias_regularization = bias_regularization
-        self.biased = biased
-        self.init_std = init_std
-        self.learning_rate_schedule = learning_rate_schedule
-        self.learning_rate_decay = learning_rate_decay
-        self.non_negative = non_negative
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.tol = tol
-        self.callbacks = callbacks
-        self.n_blocks = n_blocks
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.dtype = dtype
-        self.verbose = verbose
-        self.show_progress = show_progress
-        self.client = client
-        self.checkpoint = checkpoint
+        arguments = dict(locals())
+        del arguments["self"]
+        for name, value in arguments.items():      # stored as given, checked by fit
+            setattr(self, name, value)
 
     def _local_params(self):
         return {name: value for name, value in self.get_params().items()
@@ -239,8 +222,7 @@ class DaskMatrixFactorization(ParamsMixin):
             local._seen_indptr, local._seen_indices = _gather_seen(
                 self._resolved_client(), self._seen_blocks, len(local._user_map),
                 len(local._item_map))
-        model = copy.deepcopy(local)
-        return model
+        return copy.deepcopy(local)
 
     def _resolved_client(self):
         return _pipeline.resolve_client(self.client)
