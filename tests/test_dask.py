@@ -139,6 +139,22 @@ def test_fit_is_bit_identical_to_local_fit(client, frame, params, n_partitions):
     assert np.array_equal(model.predict(users, items), local.predict(users, items))
 
 
+def test_to_local_recommends_and_saves_like_the_local_model(client, frame, tmp_path):
+    params = dict(n_factors=4, n_epochs=2, n_blocks=2, random_state=1)
+    local = _local_fit(frame, **params)
+    model = DaskMatrixFactorization(client=client, **params)
+    model.fit(dd.from_pandas(frame, npartitions=3), user="uid", item="movie", rating="stars")
+    fitted = model.to_local()
+    user = frame["uid"].iloc[0]
+    for got, expected in zip(fitted.recommend(user, n=7), local.recommend(user, n=7)):
+        assert np.array_equal(got, expected)
+    fitted.save(tmp_path / "model.npz")
+    loaded = mfsgd.MatrixFactorization.load(tmp_path / "model.npz")
+    assert np.array_equal(loaded.item_factors_, local.item_factors_)
+    fitted.user_factors_[0] += 1                  # a copy: the estimator is unchanged
+    assert np.array_equal(model.to_local().user_factors_, local.user_factors_)
+
+
 def test_epoch_checkpoints_give_the_same_fit(client, frame):
     params = PARAMETER_SETS[0]
     model = DaskMatrixFactorization(client=client, checkpoint="epoch", **params)
