@@ -2,6 +2,7 @@
 a LocalCluster (processes, loopback) is bit-identical to a local fit whatever the workers and
 partitions, bad input fails before training, and a worker killed mid-fit changes nothing."""
 import faulthandler
+import importlib
 import os
 import signal
 import subprocess
@@ -31,10 +32,22 @@ def _bounded():
     faulthandler.cancel_dump_traceback_later()
 
 
-def _cluster(n_workers):
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                    host="127.0.0.1", dashboard_address=":0",
-                                    silence_logs=50)
+class _cluster:
+    """A LocalCluster of `n_workers` processes (1 thread each, loopback) whose workers have
+    imported mfsgd.dask, so that the first test on it does not pay for the imports."""
+
+    def __init__(self, n_workers):
+        self.cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                                processes=True, host="127.0.0.1",
+                                                dashboard_address=":0", silence_logs=50)
+
+    def __enter__(self):
+        with distributed.Client(self.cluster) as dask_client:
+            dask_client.run(importlib.import_module, "mfsgd.dask._blocks")
+        return self.cluster
+
+    def __exit__(self, *exc_info):
+        self.cluster.close()
 
 
 @pytest.fixture(scope="module", params=[1, 2, 3], ids=lambda n: f"{n}workers")
