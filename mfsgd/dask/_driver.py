@@ -205,7 +205,11 @@ class BlockEpochDriver:
                                     lr, seed, workers=[self.owners[r]],
                                     allow_other_workers=True, pure=False)
                 self._row_futures[r] = out
-                self._col_futures[c] = client.submit(_blocks.column_state, out, pure=False)
+                # Pinned (loosely) to the owner too: left free, the scheduler may run it on an
+                # idle worker and drag the row state along with the column state.
+                self._col_futures[c] = client.submit(_blocks.column_state, out,
+                                                     workers=[self.owners[r]],
+                                                     allow_other_workers=True, pure=False)
                 outputs[int(blk)] = out
                 self.stats["block_tasks"] += 1
             if self.checkpoint == "sub-epoch":
@@ -217,7 +221,9 @@ class BlockEpochDriver:
                 # the client needs the errors alone.
                 sses = dict(pending[2]) if pending else {}
                 for blk, out in (pending[1] if pending else {}).items():
-                    sses[blk] = client.submit(_blocks.block_error, out, pure=False)
+                    sses[blk] = client.submit(_blocks.block_error, out,
+                                              workers=[self.owners[blk // n_blocks]],
+                                              allow_other_workers=True, pure=False)
                 pending = (s, outputs, sses)
         if pending is not None:
             self._checkpoint(pending, progress, block_sse)
