@@ -22,6 +22,10 @@ from ._validation import (as_rating_array, as_training_data, check_choice, check
                           check_float, check_int)
 
 SCHEDULES = ("constant", "inverse", "adagrad")
+# Sub-epochs run in kernel calls of about this many seconds, with Ctrl-C checked between them:
+# short enough for an interrupt to land at once, long enough that the ~10-30 us of a call
+# does not count on small data (where one call runs a whole epoch).
+CHECK_SECONDS = 0.05
 
 
 class DivergenceError(FloatingPointError):
@@ -447,12 +451,14 @@ class MatrixFactorization(ParamsMixin):
             np.maximum(self.item_factors_, 0, out=self.item_factors_)
         reporter = EpochReporter(n_epochs, self.verbose, self.show_progress, valid is not None)
         best_rmse, best_state, waited = np.inf, None, 0
+        sub_epoch_seconds = None
         try:
             for _ in range(n_epochs):
                 epoch = self._epochs_done
                 lr = self._epoch_learning_rate(params, epoch)
-                sse, seconds = self._epoch(params, lr, (user_rows, item_rows), flags,
-                                           check_interrupt)
+                sse, seconds, sub_epoch_seconds = self._epoch(
+                    params, lr, (user_rows, item_rows), flags, check_interrupt,
+                    sub_epoch_seconds)
                 penalty = self._penalty(params)
                 self._check_finite(sse, penalty, lr, epoch)
                 self._epochs_done += 1
@@ -484,13 +490,15 @@ class MatrixFactorization(ParamsMixin):
             self.best_epoch_ = best_state[0]
             self._restore_state(best_state[1])
 
-    def _epoch(self, params, lr, rows, flags, check_interrupt):
+    def _epoch(self, params, lr, rows, flags, check_interrupt, sub_epoch_seconds=None):
         """One epoch, sub-epoch by sub-epoch (or the rest of an interrupted one).
 
-        Between sub-epochs `check_interrupt` may raise (KeyboardInterrupt); the epoch then
-        stays in `_partial_epoch`: its schedule and seed, the sub-epochs done and the squared
-        errors of their blocks, so that finishing it later gives the same updates and the same
-        sum of squared errors as an uninterrupted epoch.
+        The sub-epochs run in kernel calls of about CHECK_SECONDS each (one sub-epoch per call
+        until `sub_epoch_seconds`, the time of one, is known); the results do not depend on
+        how they are grouped.  Between calls `check_interrupt` may raise (KeyboardInterrupt);
+        the epoch then stays in `_partial_epoch`: its schedule and seed, the sub-epochs done
+        and the squared errors of their blocks, so that finishing it later gives the same
+        updates and the same sum of squared errors as an uninterrupted epoch.
 
         Returns
         -------
@@ -498,6 +506,8 @@ class MatrixFactorization(ParamsMixin):
             Sum of squared errors over the epoch, summed block by block in block order.
         seconds : float
             Time spent in the kernel.
+        sub_epoch_seconds : float or None
+            The time of one sub-epoch, as last measured.
         """
         layout = self._layout
         part = getattr(self, "_partial_epoch", None)
@@ -507,19 +517,24 @@ class MatrixFactorization(ParamsMixin):
             part = self._partial_epoch = _PartialEpoch(schedule, seed,
                                                        np.zeros(layout.n_blocks ** 2))
         n_sub = len(part.schedule)
-        for sub in range(part.done, n_sub):
+        while part.done < n_sub:
+            first = part.done
+            count = 1 if not sub_epoch_seconds else int(CHECK_SECONDS / sub_epoch_seconds)
+            last = min(n_sub, first + max(1, count))
             start = time.perf_counter()
             _sgd.sgd_epoch(*rows, self.user_bias_, self.item_bias_, self._user_grad_sq,
                            self._item_grad_sq, layout.block_ptr, layout.run_user,
                            layout.run_ptr, layout.items, layout.ratings,
-                           part.schedule[sub:sub + 1], layout.order, layout.block_sse,
+                           part.schedule[first:last], layout.order, layout.block_sse,
                            self.global_mean_, lr, params["regularization"],
                            params["bias_regularization"], flags, part.seed,
                            params["n_threads"], self.user_factors_.shape[1])
-            part.seconds += time.perf_counter() - start
-            blocks = part.schedule[sub]
+            elapsed = time.perf_counter() - start
+            part.seconds += elapsed
+            sub_epoch_seconds = elapsed / (last - first)
+            blocks = part.schedule[first:last].ravel()
             part.block_sse[blocks] = layout.block_sse[blocks]
-            part.done = sub + 1
+            part.done = last
             if part.done < n_sub:
                 try:
                     check_interrupt()
@@ -532,7 +547,7 @@ class MatrixFactorization(ParamsMixin):
         sse = 0.0
         for value in part.block_sse.tolist():
             sse += value
-        return sse, part.seconds
+        return sse, part.seconds, sub_epoch_seconds
 
     def _snapshot(self):
         """The training state partial_fit returns to when training diverges."""

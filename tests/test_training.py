@@ -210,9 +210,11 @@ def assert_same_model(a, b):
 
 
 def interrupt_on_kernel_calls(monkeypatch, calls):
-    """Deliver a real SIGINT to this process during the given (1-based) kernel calls."""
+    """Deliver a real SIGINT to this process during the given (1-based) kernel calls, with one
+    sub-epoch per call."""
     import signal
     from mfsgd import _sgd, model as model_module
+    monkeypatch.setattr(model_module, "CHECK_SECONDS", 0.0)
     count, real_kernel = [0], _sgd.sgd_epoch
 
     def kernel(*args, **kwargs):
@@ -254,6 +256,20 @@ def test_interrupted_fit_keeps_a_consistent_model_that_continues_exactly(data, m
     assert [r["epoch"] for r in fitted.history_] == [1, 2, 3, 4, 5]
     fitted.partial_fit(train, n_epochs=5, validation=valid)
     assert_same_model(fitted, whole)
+
+
+@pytest.mark.parametrize("n_blocks", [3, 8])
+def test_sub_epochs_per_kernel_call_do_not_change_the_model(data, monkeypatch, n_blocks):
+    """The kernel runs consecutive sub-epochs in one call or in several (between which Ctrl-C
+    is checked) with the same result."""
+    from mfsgd import model as model_module
+    fits = []
+    for check_seconds in (0.0, 1e-6, 1e9):
+        monkeypatch.setattr(model_module, "CHECK_SECONDS", check_seconds)
+        fits.append(model(n_epochs=3, n_blocks=n_blocks, learning_rate_schedule="adagrad")
+                    .fit(data[0], validation=data[1]))
+    for other in fits[1:]:
+        assert_same_model(other, fits[0])
 
 
 def test_interrupted_fit_pickles_and_partial_fit_zero_epochs_keeps_the_partial_epoch(
@@ -383,3 +399,4 @@ def test_partial_fit_divergence_restores_history_and_random_state(data):
     assert len(fitted.history_) == 3
     fitted.set_params(learning_rate=0.01).partial_fit(data[0], n_epochs=3)
     assert_same_model(fitted, expected)
+
