@@ -10,8 +10,9 @@ thread, SIGINT is only recorded; the caller delivers it with the returned ``chec
 of its choosing (then the SIGINT handler that was installed before runs: by default it raises
 KeyboardInterrupt), and leaving the outermost context delivers one that no check took.
 Nested contexts share the outermost one's record.  In other threads, where Python never
-delivers signals, and when SIGINT is ignored or not handled by Python, nothing changes and
-``check`` does nothing.
+delivers signals, ``check`` raises KeyboardInterrupt once the thread's :func:`stop_event`
+is set (cross-validation sets it for its worker threads when it is interrupted, so that the
+fits in them stop too); when SIGINT is ignored or not handled by Python, nothing changes.
 """
 import signal
 import threading
@@ -37,8 +38,35 @@ class _Deferral:
             cls.previous(signum, frame)
 
 
+_thread_state = threading.local()
+
+
 def _no_check():
     return None
+
+
+def _check_stop_event():
+    event = getattr(_thread_state, "stop", None)
+    if event is not None and event.is_set():
+        raise KeyboardInterrupt("mfsgd: training stopped because its caller was interrupted")
+
+
+@contextmanager
+def stop_event(event):
+    """Within the block, training in this thread stops at its next check once `event` is set.
+
+    Parameters
+    ----------
+    event : threading.Event
+        Set by another thread (e.g. on KeyboardInterrupt) to stop this thread's training; its
+        ``fit`` then raises KeyboardInterrupt, leaving the model as an interrupt would.
+    """
+    previous = getattr(_thread_state, "stop", None)
+    _thread_state.stop = event
+    try:
+        yield
+    finally:
+        _thread_state.stop = previous
 
 
 @contextmanager
@@ -52,7 +80,7 @@ def deferred_interrupts():
         arrived since the last check; does nothing otherwise.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield _no_check
+        yield _check_stop_event
         return
     if _Deferral.depth == 0:
         previous = signal.getsignal(signal.SIGINT)

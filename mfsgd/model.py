@@ -8,9 +8,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _sgd, persistence
+from . import _sgd, metrics, persistence
 from . import recommend as _recommend
-from ._base import ParamsMixin
+from ._base import EstimatorMixin
 from ._csr import IndexedRatings, from_index_triplets, take
 from ._guards import deferred_interrupts, exclusive_training
 from ._idmap import IdMap
@@ -22,6 +22,7 @@ from ._validation import (as_rating_array, as_training_data, check_choice, check
                           check_float, check_int)
 
 SCHEDULES = ("constant", "inverse", "adagrad")
+SCORES = ("rmse", "mae")
 # Sub-epochs run in kernel calls of about this many seconds, with Ctrl-C checked between them:
 # short enough for an interrupt to land at once, long enough that the ~10-30 us of a call
 # does not count on small data (where one call runs a whole epoch).
@@ -36,7 +37,7 @@ class NotFittedError(ValueError, AttributeError):
     """The model was used before ``fit``."""
 
 
-class MatrixFactorization(ParamsMixin):
+class MatrixFactorization(EstimatorMixin):
     """Matrix factorization trained by stochastic gradient descent.
 
     Predicts r_ui = p_u . q_i, plus mu + b_u + b_i when `biased`, and minimizes, over the known
@@ -676,6 +677,9 @@ class MatrixFactorization(ParamsMixin):
         self.user_bias_[row] = bias
 
     # ------------------------------------------------------------------ prediction
+    def _is_fitted(self):
+        return hasattr(self, "user_factors_")
+
     def _check_fitted(self):
         if not hasattr(self, "user_factors_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
@@ -777,10 +781,26 @@ class MatrixFactorization(ParamsMixin):
         error = self._predict_indices(users, items, n_threads) - values
         return float(np.sqrt(np.mean(np.square(error))))
 
-    def score(self, X):
-        """Root mean squared error of the predictions on the ratings `X` (same types as fit)."""
+    def score(self, X, metric="rmse"):
+        """Error of the predictions on the ratings `X`: RMSE or MAE (lower is better).
+
+        Parameters
+        ----------
+        X : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+            Ratings with the same kind of ids as in fit; unknown users or items get the
+            cold-start prediction (global mean plus the known bias).
+        metric : {"rmse", "mae"}, default="rmse"
+            Root mean squared error or mean absolute error (see :mod:`mfsgd.metrics`).
+
+        Returns
+        -------
+        float
+        """
         self._check_fitted()
-        return self._rmse_on(self._indexed_pairs(as_training_data("X", X)), self._thread_count())
+        check_choice("metric", metric, SCORES)
+        users, items, values = self._indexed_pairs(as_training_data("X", X))
+        predicted = self._predict_indices(users, items, self._thread_count())
+        return getattr(metrics, metric)(values, predicted)
 
     # ------------------------------------------------------------------ recommendation
     def recommend(self, user, n=10, exclude_seen=True, items=None):

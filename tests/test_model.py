@@ -149,6 +149,20 @@ def test_get_set_params_and_repr():
     assert clone.get_params() == model.get_params() and clone is not model
 
 
+def test_score_takes_rmse_or_mae(synthetic):
+    train, test = synthetic
+    model = small_model().fit(train)
+    errors = model.predict(test[0], test[1]) - test[2]
+    assert model.score(test) == pytest.approx(np.sqrt(np.mean(errors ** 2)), rel=1e-12)
+    assert model.score(test, metric="rmse") == model.score(test)
+    assert model.score(test, metric="mae") == pytest.approx(np.mean(np.abs(errors)), rel=1e-12)
+    for bad in ("r2", "RMSE", None):
+        with pytest.raises(ValueError, match=r"metric must be one of \['mae', 'rmse'\], got"):
+            model.score(test, metric=bad)
+    with pytest.raises(NotFittedError):
+        small_model().score(test, metric="mae")
+
+
 def titled(ratings, titles):
     return mfsgd.Ratings(ratings.indptr, ratings.indices, ratings.data, ratings.user_ids,
                          ratings.item_ids, item_titles=titles)
@@ -181,6 +195,22 @@ def test_fit_on_movielens_sets_item_titles(ml100k_dir, tmp_path):
     assert model.item_titles_[1] == "Toy Story (1995)" and len(model.item_titles_) == 1682
     model.save(tmp_path / "ml.npz")
     assert MatrixFactorization.load(tmp_path / "ml.npz").item_titles_ == model.item_titles_
+
+
+def test_nested_parameters_by_double_underscore():
+    from mfsgd.model_selection import GridSearchCV
+    search = GridSearchCV(MatrixFactorization(n_factors=7), {"learning_rate": [0.01]})
+    deep = search.get_params()
+    assert deep["model__n_factors"] == 7 and "model__n_factors" not in search.get_params(False)
+    search.set_params(model__n_factors=9, cv=3)
+    assert search.model.n_factors == 9 and search.cv == 3
+    with pytest.raises(ValueError, match="invalid parameter 'n_factor' for MatrixFactorization"):
+        search.set_params(model__n_factor=3)
+    with pytest.raises(ValueError, match="cv holds 3, which has no parameters"):
+        search.set_params(cv__n_splits=3)
+    copy = mfsgd.clone(search)
+    assert copy.model is not search.model and copy.model.n_factors == 9
+    assert "model__n_factors" not in repr(search)
 
 
 def test_verbose_prints_one_line_per_epoch(synthetic, capsys):

@@ -400,3 +400,21 @@ def test_partial_fit_divergence_restores_history_and_random_state(data):
     fitted.set_params(learning_rate=0.01).partial_fit(data[0], n_epochs=3)
     assert_same_model(fitted, expected)
 
+
+def test_verbose_table_and_progress_bar_together_do_not_garble(data, monkeypatch):
+    """With verbose and show_progress both on, the table lines go above the bar."""
+    pytest.importorskip("tqdm")
+    import io
+    import re
+    import sys
+    screen = io.StringIO()                        # stdout and stderr on one terminal
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    model(n_epochs=3, verbose=True, show_progress=True).fit(data[0], validation=data[1])
+    parts = [part for part in re.split(r"[\r\n]", screen.getvalue()) if part.strip()]
+    frame = re.compile(r"mfsgd: +\d+%\|[^|]*\| \d+/3 \[[^\]]*\]")
+    row = re.compile(r" +\d+ +[\d.]+ +[\d.]+ +[\d.e+]+ +[\d.]+")
+    assert parts[0].startswith("epoch  train_rmse  valid_rmse")
+    for part in parts[1:]:
+        assert frame.fullmatch(part) or row.fullmatch(part), part
+    assert sum(bool(row.fullmatch(part)) for part in parts) == 3
