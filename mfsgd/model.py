@@ -209,8 +209,9 @@ class MatrixFactorization(EstimatorMixin):
         Notes
         -----
         **Ctrl-C.**  An interrupt (SIGINT, KeyboardInterrupt) during training lands between two
-        sub-epochs (an epoch is `n_blocks` sub-epochs, so within 1 / `n_blocks` of an epoch) or
-        between epochs, never inside one update of the model's state.  The model then holds
+        sub-epochs (an epoch is `n_blocks` sub-epochs; the kernel runs them in calls of about
+        0.05 s, so an interrupt lands within that or one sub-epoch) or between epochs, never
+        inside one update of the model's state.  The model then holds
         the complete epochs, which `history_` lists, plus the finished sub-epochs of the
         interrupted epoch, which have no `history_` entry yet; it predicts, recommends and
         saves as it is.  The next ``partial_fit`` first completes that epoch, counting it as
