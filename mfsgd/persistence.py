@@ -27,10 +27,10 @@ the same checks before writing, so whatever it writes loads again.
 import hashlib
 import json
 import os
-import secrets
 
 import numpy as np
 
+from . import _tempfiles
 from ._idmap import IdMap
 from ._layout import aligned_empty
 from ._modelcheck import FieldError, check_contents, jsonable
@@ -86,11 +86,16 @@ def save(model, path):
     ``random_state`` that is a numpy Generator (saved as None); the state of the model's
     own random generator is saved, so ``partial_fit`` after loading is reproducible.
 
+    Stale temporary files that killed saves or downloads left in the folder are removed first
+    (see :mod:`mfsgd._tempfiles`; a live writer's file is never touched).
+
     Raises
     ------
     ValueError
         When the model holds something ``load`` would refuse (e.g. ``n_factors`` or ``dtype``
         changed with ``set_params`` after fitting, or non-finite factors); nothing is written.
+    FileNotFoundError
+        When the folder of `path` does not exist (the message names `path`).
     """
     model._check_fitted()
     path = _checked_path(path)
@@ -216,16 +221,25 @@ def _checked_path(path):
 
 def _write_atomically(path, arrays):
     directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(
-        directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # os.open with mode 0o666 lets the umask decide the final permissions, as open() would.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {path}: the folder {directory} does not exist")
+    name = os.path.basename(path)
+    _tempfiles.remove_stale(directory, name)
+    try:
+        # Mode 0o666 lets the umask decide the final permissions, as open() would.
+        fd, temporary = _tempfiles.create(directory, name, "tmp", 0o666)
+    except OSError as error:  # OSError(errno, ...) is the matching subclass, e.g. PermissionError
+        raise OSError(error.errno, f"cannot save to {path}: cannot create a file in "
+                                   f"{directory} ({error.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as file:
             np.savez(file, **arrays)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+            if _tempfiles.RENAME_WHILE_OPEN:  # keep the temporary file locked until renamed
+                os.replace(temporary, path)
+        if not _tempfiles.RENAME_WHILE_OPEN:
+            os.replace(temporary, path)
     except BaseException:
         try:
             os.unlink(temporary)

@@ -2,6 +2,10 @@
 import json
 import os
 import pickle
+import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -389,6 +393,22 @@ def test_non_model_files_get_no_advice_to_allow_pickle(saved, tmp_path):
         assert "pickle" not in str(info.value), str(info.value)
 
 
+def test_save_into_a_missing_folder_names_the_destination(ratings, tmp_path, monkeypatch):
+    path = tmp_path / "no such folder" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        fitted(ratings).save(path)
+    assert str(path) in str(info.value) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+    def refused(directory, name, suffix, mode):
+        raise PermissionError(13, "Permission denied", f"{directory}/.{name}.mfsgd-0.{suffix}")
+
+    monkeypatch.setattr(persistence._tempfiles, "create", refused)
+    with pytest.raises(PermissionError) as info:
+        fitted(ratings).save(tmp_path / "model.npz")
+    assert str(tmp_path / "model.npz") in str(info.value) and ".tmp" not in str(info.value)
+
+
 @pytest.mark.parametrize("failing", ["fsync", "savez"])
 def test_failed_save_leaves_the_previous_file_and_no_temporary(ratings, tmp_path, monkeypatch,
                                                                failing):
@@ -411,6 +431,70 @@ def test_failed_save_leaves_the_previous_file_and_no_temporary(ratings, tmp_path
     assert os.listdir(tmp_path) == ["model.npz"]
     assert path.read_bytes() == before
     np.testing.assert_array_equal(MatrixFactorization.load(path).item_factors_, old.item_factors_)
+
+
+# A save killed while writing: np.savez stalls after its first bytes, until the process is killed.
+STALLED_SAVE = r"""
+import sys, time
+import mfsgd
+from mfsgd import persistence
+ratings = mfsgd.make_synthetic(n_users=20, n_items=10, n_ratings=100, random_state=0)
+model = mfsgd.MatrixFactorization(n_factors=2, n_epochs=1, random_state=0, n_threads=1).fit(ratings)
+def stalled(file, **arrays):
+    file.write(b"PK\x03\x04 part of an archive")
+    file.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+persistence.np.savez = stalled
+model.save(sys.argv[1])
+"""
+
+
+def set_age(path, seconds):
+    """Make `path` look last modified `seconds` ago."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(ratings, tmp_path):
+    model = fitted(ratings)
+    writer = subprocess.Popen([sys.executable, "-c", STALLED_SAVE, str(tmp_path / "model.npz")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        [temporary] = list(tmp_path.iterdir())
+        assert re.fullmatch(r"\.model\.npz\.mfsgd-[0-9a-f]{12}\.tmp", temporary.name)
+        set_age(temporary, 3600)
+        model.save(tmp_path / "other.npz")
+        assert temporary.exists()  # its writer is alive (it holds the lock): never removed
+    finally:
+        writer.kill()
+        writer.wait()
+    set_age(temporary, 10)
+    model.save(tmp_path / "other.npz")
+    assert temporary.exists()  # too recent to be sure: the creation-to-lock instant
+    set_age(temporary, 3600)
+    model.save(tmp_path / "other.npz")
+    assert not temporary.exists()
+    assert sorted(os.listdir(tmp_path)) == ["other.npz"]
+
+
+def test_stale_temporary_files_of_earlier_versions_and_others(ratings, tmp_path):
+    files = {  # name: (age in seconds, removed when model.npz is saved)
+        ".model.npz.0123456789ab.tmp": (2 * 86400, True),     # an earlier save of model.npz
+        ".model.npz.abcdefabcdef.tmp": (3600, False),         # earlier versions took no lock
+        ".other.npz.0123456789ab.tmp": (2 * 86400, False),    # earlier ones: that name only
+        ".x.npz.mfsgd-0123456789ab.tmp": (3600, True),        # unlocked: its writer is gone
+        ".ml-1m.zip.mfsgd-0123456789ab.part": (3600, True),
+        ".notes.0123456789ab.swp": (2 * 86400, False),        # not ours
+        "model.npz.0123456789ab.tmp": (2 * 86400, False),
+    }
+    for name, (age, _) in files.items():
+        (tmp_path / name).write_bytes(b"partial")
+        set_age(tmp_path / name, age)
+    fitted(ratings).save(tmp_path / "model.npz")
+    kept = sorted(name for name, (_, removed) in files.items() if not removed)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["model.npz"])
 
 
 def test_pickle_round_trips_fitted_and_unfitted_models(ratings):
