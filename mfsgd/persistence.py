@@ -319,7 +319,7 @@ def _check_format_version(version, archive, path):
         written_by = "an unknown version"
         if "library_version" in archive.infos:
             try:
-                written_by = str(archive.read(_checked_header(archive, "library_version")))
+                written_by = str(archive.read(_checked_header(archive, "library_version")))[:40]
             except ValueError:
                 pass
         raise ValueError(
