@@ -1,7 +1,20 @@
-"""Malicious model files, small on disk whatever they declare: ``load`` refuses them with a
-ValueError naming the file before it allocates anything in proportion to their claims."""
+"""Malicious and fuzzed model files: ``load`` gives back exactly what the file holds, or a
+ValueError naming the file; never another exception, a hang, or memory out of proportion.
+
+The memory bound: ``load`` may allocate at most ``MEMORY_PER_FILE_BYTE`` (512) times the file's
+size, plus 4 MiB, at peak.  The arrays of a file may declare at most 64 times its size (only
+deflated members get near that; ``save`` writes stored ones), and JSON text becomes Python
+objects of up to about 8 times its unicode bytes.
+
+The crafted files of the first tests are small on disk whatever they declare.  The ``fuzz``
+tests mutate files saved from small fitted models: flipped bytes and truncation; members
+removed, added, duplicated, renamed or recompressed; .npy headers rewritten with odd or huge
+shapes and dtypes; arrays and JSON fields edited, with the digest recomputed after the edits so
+that the checks of the contents are reached.
+"""
 import functools
 import io
+import json
 import struct
 import warnings
 import zipfile
@@ -9,8 +22,11 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
 import mfsgd
-from mfsgd import MatrixFactorization
+from mfsgd import MatrixFactorization, persistence
 
 SECONDS = 20
 GIB = 1 << 30
@@ -249,3 +265,259 @@ def test_declared_size_beyond_the_data_is_refused(tmp_path):
     path.write_bytes(hand_made_zip(entries))
     with pytest.raises(ValueError, match=r"model\.npz: not a readable mfsgd model file"):
         MatrixFactorization.load(path)
+
+
+# ---------------------------------------------------------------------- fuzzing
+MEMORY_PER_FILE_BYTE = 512
+MEMORY_SLACK = 4 << 20
+
+
+def checked_load(fuzz_limits, path):
+    """load(path) under the time and memory bounds; a ValueError must name the file."""
+    size = path.stat().st_size
+    outcome = fuzz_limits(load_or_error, path, seconds=SECONDS,
+                          max_bytes=MEMORY_PER_FILE_BYTE * size + MEMORY_SLACK)
+    if isinstance(outcome, ValueError):
+        assert str(path) in str(outcome), str(outcome)
+        event(refusal_kind(str(outcome)[len(str(path)) + 2:]))
+    else:
+        event("loaded")
+    return outcome
+
+
+def refusal_kind(message):
+    """A coarse name for a refusal, for the statistics of a fuzz run."""
+    if message.startswith("inconsistent"):
+        return "contents: " + message.split(": ")[1]
+    kinds = {"digest": "digest", "declares shape": "header: shape and size",
+             "dtype": "dtype or dimensions", ".npy header": "header: text", "appears twice": "members",
+             "members": "members", "missing array": "members", "unexpected array": "members",
+             "format_version": "format version", "written by": "format version",
+             "cannot be read": "zip data"}
+    return next((kind for text, kind in kinds.items() if text in message), message[:60])
+
+
+def file_contents(path):
+    """Every array of a file, read the trusting way (numpy's own reader)."""
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def assert_holds(model, contents):
+    """The model, saved again, holds what `contents` (a file's arrays) hold."""
+    resaved = persistence._model_arrays(model)
+    del resaved["library_version"]
+    assert set(resaved) == set(contents) - {persistence.DIGEST_KEY, "library_version"}
+    for name, array in resaved.items():
+        stored = contents[name]
+        if name == "params_json":
+            file_params = json.loads(str(stored))
+            params = json.loads(str(array))
+            defaults = persistence._params_for_json(MatrixFactorization().get_params())
+            assert params == {**defaults, **file_params}
+        elif name.endswith("_json"):
+            assert json.dumps(json.loads(str(array)), sort_keys=True) == \
+                json.dumps(json.loads(str(stored)), sort_keys=True)
+        elif name.startswith("item_titles"):
+            assert array.tolist() == stored.tolist()
+        else:
+            assert array.dtype == stored.dtype.newbyteorder("="), name
+            np.testing.assert_array_equal(array, stored, err_msg=name)
+
+
+@pytest.mark.fuzz
+@given(base=st.sampled_from(sorted(saved_models())),
+       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+                      max_size=8),
+       keep=st.none() | st.floats(0, 1, exclude_max=True))
+def test_fuzz_damaged_bytes(tmp_path_factory, fuzz_limits, base, flips, keep):
+    """Flipped bytes and truncation: the saved model, or a ValueError naming the file."""
+    data = bytearray(saved_models()[base])
+    for where, mask in flips:
+        data[int(where * len(data))] ^= mask
+    if keep is not None:
+        data = data[:int(keep * len(data))]
+    path = tmp_path_factory.mktemp("fuzz") / "model.npz"
+    path.write_bytes(bytes(data))
+    outcome = checked_load(fuzz_limits, path)
+    if not isinstance(outcome, ValueError):
+        original = tmp_path_factory.mktemp("fuzz") / "original.npz"
+        original.write_bytes(saved_models()[base])
+        assert_holds(outcome, file_contents(original))
+
+
+KNOWN = sorted(persistence.SCHEMA) + sorted(persistence.OPTIONAL)
+ODD_NAMES = ["extra", "", "user_factors.npy", "../user_factors", "a/user_factors", "USER_BIAS",
+             "x" * 300, "sha256 ", "user_factors\0"]
+DESCRS = ["<f4", "<f8", ">f4", ">f8", "<f2", "<f16", "<i4", "<i8", "<u8", "|u1", "|b1", "<U3",
+          ">U5", "|S3", "|O", "<c16", "|V8", "<M8[s]", "<m8", "<U0", "(2,)<f4", "<f4,<i4"]
+SHAPES = [(), (0,), (1,), (3,), (2**62,), (2**40, 2**40), (0, 2**63), (1, 1, 1), (7, 0),
+          (2**31,), (2**64,)]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12)
+# Edits of the contents come more often: most member-list edits are refused at once.
+EDITS = ["drop", "rename", "duplicate", "add", "header", "compress"] + ["array", "json"] * 10
+SPECIAL_FLOATS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, 1e300, -1e300, 1e-310, 3.4e38]
+
+
+def edited_json(data, text):
+    """Draw an edit of a JSON text: a key set or removed, deep nesting, or any value."""
+    try:
+        root = json.loads(text)
+    except (ValueError, RecursionError):  # an earlier edit left it invalid or deeply nested
+        root = None
+    kind = data.draw(st.sampled_from(["set"] * 6 + ["remove", "deep", "replace", "garbage"]))
+    if kind == "deep":
+        depth = data.draw(st.integers(1, 5000))
+        return "[" * depth + "]" * depth
+    if kind == "garbage":
+        return data.draw(st.text(max_size=20))
+    if kind == "replace" or not isinstance(root, (dict, list)) or not root:
+        return json.dumps(data.draw(JSON))
+    target = root
+    if isinstance(root, list):  # the history: edit one of its records
+        index = data.draw(st.integers(0, len(root) - 1))
+        if not isinstance(root[index], dict) or not root[index]:
+            root[index] = data.draw(JSON)
+            return json.dumps(root)
+        target = root[index]
+    key = data.draw(st.sampled_from(sorted(target)))
+    if kind == "remove":
+        del target[key]
+    else:
+        old = target[key]
+        near = [old + 1, old - 1, -old, 0, 2**64] if type(old) is int else [None, 0, -1]
+        target[key] = data.draw(st.sampled_from(near) | JSON)
+    return json.dumps(root)
+
+
+def edited_array(data, array):
+    """Draw an edit of an array: an element, the dtype, the shape, or a new array."""
+    numbers = array.size and array.dtype.kind in "fiub"
+    # Elements are edited most: other edits are mostly refused by the schema at once.
+    kind = data.draw(st.sampled_from(["element"] * 6 + ["dtype", "shape", "new"] if numbers else
+                                     ["dtype", "shape", "new", "bool"]))
+    if kind == "element":
+        array = array.copy()
+        index = data.draw(st.integers(0, array.size - 1))
+        value = data.draw(st.sampled_from(SPECIAL_FLOATS) | st.integers(-3, 300)
+                          | st.integers(-2**40, 2**40))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                array.flat[index] = value
+            except (OverflowError, ValueError):
+                pass
+        return array
+    if kind == "dtype":
+        descr = data.draw(st.sampled_from([d for d in DESCRS if d not in ("|O", "<U0")]))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return array.astype(descr)
+            except (TypeError, ValueError, OverflowError):
+                return array
+    if kind == "shape":
+        if array.ndim and len(array):
+            return array[:-1] if data.draw(st.booleans()) else np.concatenate([array, array[:1]])
+        return array.reshape(1, *array.shape)
+    if kind == "bool":
+        return np.array(data.draw(st.booleans()))
+    return np.arange(data.draw(st.integers(0, 5))).astype(data.draw(st.sampled_from(
+        ["<f4", "<f8", "<i8", "<i4", "|b1"])))
+
+
+def parsed(members):
+    """{array name: array} when every member is an .npy array numpy reads without pickles
+    and within its size, else None."""
+    arrays = {}
+    for name, body, *_ in members:
+        if not name.endswith(".npy") or name[:-4] in arrays:
+            return None
+        try:
+            stream = io.BytesIO(body)
+            version = np.lib.format.read_magic(stream)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                               np.lib.format.read_array_header_2_0)(stream)
+            if dtype.hasobject or np.prod(shape, dtype=object) * dtype.itemsize > len(body):
+                return None
+            stream.seek(0)
+            arrays[name[:-4]] = np.lib.format.read_array(stream, allow_pickle=False)
+        except (ValueError, TypeError, OverflowError, EOFError, SyntaxError):
+            return None
+    return arrays
+
+
+@pytest.mark.fuzz
+@given(base=st.sampled_from(sorted(saved_models())), data=st.data(),
+       n_edits=st.integers(1, 3), fix_digest=st.sampled_from([True, True, True, False]),
+       compression=st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+def test_fuzz_edited_members(tmp_path_factory, fuzz_limits, base, data, n_edits, fix_digest,
+                             compression):
+    """Members edited, with or without the digest recomputed: load returns a model that holds
+    exactly what the file holds, or a ValueError naming the file."""
+    members = [list(member) for member in members_of(saved_models()[base])]
+    for _ in range(n_edits):
+        kind = data.draw(st.sampled_from(EDITS))
+        i = data.draw(st.integers(0, len(members) - 1)) if members else None
+        if kind == "add" or i is None:
+            name = data.draw(st.sampled_from(KNOWN + ODD_NAMES))
+            body = npy_bytes(data.draw(st.sampled_from(
+                [np.zeros(3), np.array("text"), np.array([{}], dtype=object), np.ones((2, 2))])))
+            members.append([name + ".npy", body])
+        elif kind == "drop":
+            members.pop(i)
+        elif kind == "rename":
+            members[i][0] = data.draw(st.sampled_from(KNOWN + ODD_NAMES)) + ".npy"
+        elif kind == "duplicate":
+            members.append(list(members[i]))
+        elif kind == "compress":
+            members[i][2:] = [zipfile.ZIP_DEFLATED]
+        elif kind == "header":
+            header, body = split_npy(members[i][1])
+            members[i][1] = npy_header(data.draw(st.sampled_from(DESCRS)),
+                                       data.draw(st.sampled_from(SHAPES)),
+                                       data.draw(st.booleans())) + body
+        else:
+            readable = parsed([("member.npy", members[i][1])])
+            if readable is None:  # no array numpy reads safely: nothing to edit
+                continue
+            array = readable["member"]
+            if kind == "json" and array.dtype.kind == "U" and array.ndim == 0:
+                array = np.array(edited_json(data, str(array)))
+            else:
+                array = edited_array(data, array)
+            members[i][1] = npy_bytes(array)
+    if fix_digest:
+        arrays = parsed(members)
+        if arrays is not None and persistence.DIGEST_KEY in arrays:
+            digest = np.array(persistence.digest(arrays))
+            members = [[name, npy_bytes(digest) if name == "sha256.npy" else body, *rest]
+                       for name, body, *rest in members]
+    path = tmp_path_factory.mktemp("fuzz") / "model.npz"
+    path.write_bytes(zip_bytes(members, compression))
+    outcome = checked_load(fuzz_limits, path)
+    if not isinstance(outcome, ValueError):
+        assert_holds(outcome, file_contents(path))
+
+
+@pytest.mark.fuzz
+@given(base=st.sampled_from(sorted(saved_models())), data=st.data())
+def test_fuzz_loaded_models_work(tmp_path_factory, base, data):
+    """A model loaded from a re-compressed or re-ordered file predicts like the original."""
+    members = members_of(saved_models()[base])
+    order = data.draw(st.permutations(range(len(members))))
+    path = tmp_path_factory.mktemp("fuzz") / "model.npz"
+    path.write_bytes(zip_bytes([members[i] for i in order],
+                               data.draw(st.sampled_from([zipfile.ZIP_STORED,
+                                                          zipfile.ZIP_DEFLATED]))))
+    original = tmp_path_factory.mktemp("fuzz") / "original.npz"
+    original.write_bytes(saved_models()[base])
+    loaded, expected = MatrixFactorization.load(path), MatrixFactorization.load(original)
+    users, items = loaded.user_ids_[:5], loaded.item_ids_[:5]
+    np.testing.assert_array_equal(loaded.predict(users, items), expected.predict(users, items))
+    assert_holds(loaded, file_contents(original))
