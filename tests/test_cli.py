@@ -5,6 +5,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -483,3 +484,34 @@ def saved_best_epoch(table):
     """The last epoch marked best ("*") in the printed epoch table."""
     return max(int(line.split()[0]) for line in table.splitlines()
                if line.rstrip().endswith("*") and line.split()[0].isdigit())
+
+
+# ---------------------------------------------------------------- the README
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_section(title):
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+@pytest.mark.skipif(not README.is_file(), reason="not running from a source checkout")
+def test_readme_command_lines_are_valid_commands():
+    from mfsgd import cli
+    section = readme_section("Command line")
+    lines = [line.strip() for line in re.findall(r"^ *(mfsgd .*)$", section, re.MULTILINE)]
+    assert len(lines) >= 10
+    for line in lines:
+        words = shlex.split(line.split(" | ")[0], comments=True)
+        if "--help" in words:
+            continue
+        cli.build_parser().parse_args(words[1:])      # exits (fails the test) when invalid
+
+
+@pytest.mark.skipif(not README.is_file(), reason="not running from a source checkout")
+def test_readme_set_up_names_the_movielens_variable_the_tests_read():
+    conftest = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
+    assert "MFSGD_ML100K" in conftest and "MFSGD_ML100K" in readme_section("Set-up")
