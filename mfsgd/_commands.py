@@ -141,8 +141,9 @@ def _report_fit(model, train, test, out):
     speed = (f"{epochs} epochs in {seconds:.2f} s, "
              f"{len(train) * epochs / seconds / 1e6:.1f} M updates/s")
     if test is None:
-        print(f"trained ({speed}); final training RMSE {model.history_[-1]['train_rmse']:.4f}",
-              file=out)
+        final = (f"; final training RMSE {model.history_[-1]['train_rmse']:.4f}"
+                 if model.history_ else "")
+        print(f"trained ({speed}){final}", file=out)
         return None
     rmse, mae = _errors(model, test)
     print(f"test RMSE {rmse:.4f}  MAE {mae:.4f}  ({speed})", file=out)

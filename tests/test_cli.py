@@ -88,13 +88,6 @@ def test_train_save_evaluate_recommend_with_titles(movielens_folder, tmp_path):
     assert "Café" in top and "Film number" in lines[2]
 
 
-def test_search_prints_the_best_configuration(ratings_csv, tmp_path):
-    out = ok(run("search", str(ratings_csv), "--n-iter", "3", "--cv", "2", "--epochs", "3",
-                 "--factors", "4,8", cwd=tmp_path))
-    assert "best mean RMSE over 2 folds" in out
-    assert "--lr " in out and "--factors " in out
-
-
 def test_bench_reports_throughput(tmp_path):
     out = ok(run("bench", "--ratings", "20000", "--epochs", "1", cwd=tmp_path))
     assert "M updates/s" in out
@@ -102,9 +95,9 @@ def test_bench_reports_throughput(tmp_path):
     assert len(rows) >= 2 and all(float(row[3]) > 0 for row in rows)
 
 
-def test_errors_are_one_line_without_traceback(tmp_path):
+def test_errors_are_one_line_without_traceback(ratings_csv, tmp_path):
     for args, expected in [(("train", str(tmp_path / "missing.csv")), "no such file"),
-                           (("train", "demo", "--lr", "-1"), "learning_rate"),
+                           (("train", str(ratings_csv), "--lr", "-1"), "learning_rate"),
                            (("evaluate", str(tmp_path / "none.npz"), "demo"), "none.npz"),
                            (("train", "demo", "--test-size", "2"), "--test-size")]:
         result = run(*args, cwd=tmp_path)
@@ -123,8 +116,8 @@ def test_uncached_movielens_name_asks_for_the_download_option(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    result = run("--debug", "train", "demo", "--lr", "-1", cwd=tmp_path)
+def test_debug_shows_the_traceback(ratings_csv, tmp_path):
+    result = run("--debug", "train", str(ratings_csv), "--lr", "-1", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
@@ -203,6 +196,12 @@ def test_test_size_zero_trains_on_everything_and_evaluate_says_so(ratings_csv, t
     assert "trained on all 5,000 of these ratings: these are training errors" in out
 
 
+def test_test_size_zero_with_zero_epochs(ratings_csv, capsys):
+    code, out, err = main(capsys, "train", ratings_csv, "--test-size", "0", "--epochs", "0")
+    assert code == 0, err
+    assert "trained (0 epochs" in out
+
+
 def test_evaluate_scores_the_ratings_the_model_was_not_trained_on(ratings_csv, tmp_path, capsys):
     model = tmp_path / "part.npz"
     code, out, err = main(capsys, "train", ratings_csv, "--test-size", "0.25", "--epochs", "3",
@@ -218,9 +217,9 @@ def test_evaluate_scores_the_ratings_the_model_was_not_trained_on(ratings_csv, t
         test_rmse, abs=1e-4)
 
 
-def test_evaluate_without_training_ratings_adds_no_note(tmp_path, capsys):
-    model = tmp_path / "demo.npz"
-    code, out, err = main(capsys, "train", "demo", "--test-size", "0", "--epochs", "1",
+def test_evaluate_without_training_ratings_adds_no_note(ratings_csv, tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    code, out, err = main(capsys, "train", ratings_csv, "--test-size", "0", "--epochs", "1",
                           "--factors", "2", "--save", model)
     assert code == 0, err
     strangers = tmp_path / "strangers.csv"              # ids the model does not know
