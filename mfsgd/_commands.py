@@ -61,7 +61,8 @@ def load_data(args):
     """The Ratings named by ``args.data``: 'demo', a MovieLens name, folder or archive, or a
     delimited ratings file (read with ``args.sep`` and ``args.columns``)."""
     source = args.data
-    columns = parse_columns(args.columns) if getattr(args, "columns", None) else None
+    columns = getattr(args, "columns", None)
+    columns = None if columns is None else parse_columns(columns)
     if source == "demo":
         _refuse_file_options(args, "the built-in demo data")
         return demo_ratings(getattr(args, "seed", 0))

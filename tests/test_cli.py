@@ -170,11 +170,12 @@ def test_columns_option_says_which_field_is_what(columns, n_users, n_items, four
 
 @pytest.mark.parametrize("args, expected", [
     (("--columns", "user,,rating"), "--columns must be a comma list"),
+    (("--columns", ""), "--columns must be a comma list"),
     (("--columns", "user,item,rating"), "--columns applies to a ratings file, not to the built-in demo"),
     (("--sep", ","), "--sep applies to a ratings file"),
 ])
 def test_file_options_are_checked(args, expected, four_field_csv, capsys):
-    data = four_field_csv if "user,,rating" in args else "demo"
+    data = four_field_csv if "must be" in expected else "demo"
     code, out, err = main(capsys, "train", data, *args, "--epochs", "1")
     assert code == 1 and expected in err and len(err.strip().splitlines()) == 1
 
