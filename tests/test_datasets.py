@@ -1,8 +1,13 @@
 """mfsgd.datasets: MovieLens layouts from folders and zips, titles, splits, cached downloads."""
 import hashlib
 import http.server
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -165,12 +170,22 @@ class _Server:
 
     def __init__(self):
         self.files = {}
+        self.stalled = set()             # paths answered with a few bytes, then nothing
+        self.release = threading.Event()  # ends the stalled answers
         self.requests = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests.append(self.path)
+                if self.path in server.stalled:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    self.wfile.write(b"PK\x03\x04")
+                    self.wfile.flush()
+                    server.release.wait(60)
+                    return
                 data = server.files.get(self.path)
                 if data is None:
                     self.send_error(404)
@@ -189,6 +204,7 @@ class _Server:
         self.thread.start()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -269,6 +285,39 @@ def test_pinned_checksum(tmp_path, server, monkeypatch):
     monkeypatch.setitem(datasets.MOVIELENS, "1m", ("ml-1m.zip", hashlib.sha256(data).hexdigest()))
     assert len(load_movielens("1m", data_home=cache, download=True)) == 3
     assert "pinned" in (cache / "ml-1m.zip.sha256").read_text()
+
+
+STALLED_DOWNLOAD = """
+import sys
+from pathlib import Path
+from mfsgd import _download
+_download.download(sys.argv[1], Path(sys.argv[2]), "by hand")
+"""
+
+
+def test_temporary_file_of_a_killed_download_is_removed_by_the_next_one(tmp_path, server):
+    cache = tmp_path / "cache"
+    server.stalled.add("/ml-latest.zip")
+    server.files["/ml-100k.zip"] = archive_bytes(tmp_path)
+    server.files["/ml-1m.zip"] = archive_bytes(tmp_path, "ml-1m")
+    writer = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD,
+                               server.url + "ml-latest.zip", str(cache / "ml-latest.zip")])
+    try:
+        deadline = time.monotonic() + 30
+        while not (cache.is_dir() and os.listdir(cache)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [temporary] = list(cache.iterdir())
+        assert re.fullmatch(r"\.ml-latest\.zip\.mfsgd-[0-9a-f]{12}\.part", temporary.name)
+        then = time.time() - 3600
+        os.utime(temporary, (then, then))
+        assert len(load_movielens("100k", data_home=cache, download=True)) == 5
+        assert temporary.exists()  # its writer is alive (it holds the lock): never removed
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(load_movielens("1m", data_home=cache, download=True)) == 3
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "ml-100k.zip", "ml-100k.zip.sha256", "ml-1m.zip", "ml-1m.zip.sha256"]
 
 
 def test_http_error_names_the_url(tmp_path, server):

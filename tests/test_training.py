@@ -272,8 +272,8 @@ def test_sub_epochs_per_kernel_call_do_not_change_the_model(data, monkeypatch, n
         assert_same_model(other, fits[0])
 
 
-def test_interrupted_fit_pickles_and_partial_fit_zero_epochs_keeps_the_partial_epoch(
-        data, monkeypatch):
+def test_interrupted_fit_pickles_saves_and_partial_fit_zero_epochs_keeps_the_partial_epoch(
+        data, monkeypatch, tmp_path):
     import pickle
     whole = model(n_epochs=4, n_blocks=2).fit(data[0])
     interrupt_on_kernel_calls(monkeypatch, {5})
@@ -281,6 +281,11 @@ def test_interrupted_fit_pickles_and_partial_fit_zero_epochs_keeps_the_partial_e
     with pytest.raises(KeyboardInterrupt):
         fitted.fit(data[0])
     fitted.partial_fit(data[0], n_epochs=0)
+    fitted.save(tmp_path / "interrupted.npz")            # saved as it is, without the partial
+    loaded = MatrixFactorization.load(tmp_path / "interrupted.npz")
+    assert np.array_equal(loaded.user_factors_, fitted.user_factors_)
+    assert history_without_seconds(loaded) == history_without_seconds(fitted)
+    assert len(loaded.partial_fit(data[0], n_epochs=1).history_) == 3
     copy = pickle.loads(pickle.dumps(fitted))
     for continued in (fitted, copy):
         continued.partial_fit(data[0], n_epochs=2)
