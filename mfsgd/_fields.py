@@ -117,7 +117,7 @@ def infer_separator(lines, n_fields, name):
         if len(set(counts[sep])) == 1 and counts[sep][0] > 1:
             return sep
     raise ValueError(f"cannot infer the field separator of {name} from its first lines "
-                     f"({_shown(lines[0])}); pass sep=")
+                     f"({shown(lines[0])}); pass sep=")
 
 
 def looks_like_header(fields):
@@ -168,7 +168,7 @@ def resolve_columns(spec, header, n_fields, name, sep):
         if clashes:
             role, where = next(iter(clashes.items()))
             raise ValueError(
-                f"cannot infer the columns of {name}: its header {_shown(header)} names the "
+                f"cannot infer the columns of {name}: its header {shown(header)} names the "
                 f"{role} column more than once (fields {', '.join(str(p + 1) for p in where)}); "
                 f"pass columns= with one entry per field, for example "
                 f"columns={_example(len(header))}")
@@ -179,7 +179,7 @@ def resolve_columns(spec, header, n_fields, name, sep):
             return tuple(roles)
     positional = BY_FIELD_COUNT.get(n_fields)
     if positional is None:
-        seen = (f"its header {_shown(header)}" if header is not None
+        seen = (f"its header {shown(header)}" if header is not None
                 else f"its first line has {n_fields} field{'s' if n_fields != 1 else ''}")
         named = "" if header is None else (" and does not name the user, item and rating "
                                            "columns (as userId, movieId, rating ... would)")
@@ -195,7 +195,7 @@ def resolve_columns(spec, header, n_fields, name, sep):
         if wrong:
             position, role = wrong[0]
             raise ValueError(
-                f"cannot infer the columns of {name}: its header {_shown(header)} names {role} "
+                f"cannot infer the columns of {name}: its header {shown(header)} names {role} "
                 f"in field {position + 1} but does not name all of user, item and rating, and "
                 f"{n_fields} fields mean {positional}; pass columns= with one entry per field, "
                 f"for example columns={_example(n_fields)}")
@@ -212,7 +212,7 @@ def _check_names(spec, header, name):
         if seen.lower() != given.strip().lower() and role_of(seen) != role:
             raise ValueError(
                 f"{name}: columns names field {position + 1} {given!r}, but the header has "
-                f"{seen!r} there (header: {_shown(header)}); give one entry per field in the "
+                f"{seen!r} there (header: {shown(header)}); give one entry per field in the "
                 f"header's order")
 
 
@@ -222,7 +222,7 @@ def _example(n_fields):
         else "('user', 'item', 'rating')"
 
 
-def _shown(value, limit=200):
+def shown(value, limit=200):
     """repr of a line or header for a message, cut to about `limit` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"

@@ -11,6 +11,8 @@ import struct
 import zipfile
 import zlib
 
+import numpy as np
+
 try:
     from lzma import LZMAError
 except ImportError:  # Python built without lzma: zipfile then refuses LZMA members itself
@@ -257,7 +259,7 @@ class LineChunks:
             if pending + first > self.max_line:
                 raise self._too_long(self.lines + 1)
             cut = data.rfind(b"\n")
-            long_start = _long_line(data, first + 1, cut, self.max_line)
+            long_start = first_long_line(data, first + 1, cut, self.max_line)
             if long_start is not None:
                 raise self._too_long(self.lines + 1 + data.count(b"\n", 0, long_start))
             if len(data) - cut - 1 > self.max_line:
@@ -272,7 +274,7 @@ class LineChunks:
             line = self.lines + 1 + chunk.count(b"\n", 0, chunk.index(b"\0"))
             raise named_error(f"{self.name}, line {line}: holds a NUL byte (a binary file, or "
                               f"text in another encoding: pass encoding=)")
-        self.lines += chunk.count(b"\n")
+        self.lines += count_lines(chunk)
         return chunk
 
     def next_chunk(self):
@@ -290,7 +292,13 @@ class LineChunks:
                            f"limit of a line (is this a text file with line breaks?)")
 
 
-def _long_line(data, lo, hi, limit):
+def count_lines(data):
+    """The number of LF bytes in `data` (numpy counts them several times faster than
+    bytes.count)."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
+
+
+def first_long_line(data, lo, hi, limit):
     """Start of the first line longer than `limit` among the LF-terminated lines of
     ``data[lo:hi + 1]`` (``data[hi]`` is a LF), or None.
 

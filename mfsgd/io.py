@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 
 from . import _fields, _textscan
-from ._fields import SEPARATOR_CANDIDATES, WHITESPACE  # noqa: F401  (documented names)
-from ._textsource import BinarySource, LineChunks, _long_line, describe
+from ._fields import WHITESPACE
+from ._textsource import BinarySource, LineChunks, count_lines, describe, first_long_line
 from .ratings import DUPLICATE_POLICIES, Ratings
 
 BLOCK_BYTES = 4 << 20
@@ -29,7 +29,6 @@ ID_MEMORY_ALLOWANCE = 1 << 20
 # this many times the rows actually read: a declared size is only a hint.
 CAPACITY_FACTOR = 16
 _ASCII_PROBE = "\t\n\r ,;|:._-+0123456789eEnaNAzZ"
-_PLACEHOLDERS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01", b"\x02", b"\x03")
 _SPACE_BYTES = _fields.SPACE_CHARS.encode("ascii")
 # Smallest magnitude that rounds to infinity in float32 (half an ulp above its maximum).
 _FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
@@ -224,9 +223,9 @@ class _Reader:
             consumed = 0
             for chunk in chunks:
                 if not self.started:
-                    chunk = self._start(chunk, line0)
+                    chunk, skipped = self._start(chunk, line0)
+                    line0 += skipped
                     if not self.started:  # only blank lines so far
-                        line0 += chunk.count(b"\n")
                         continue
                 elif self._pandas_applies(consumed):  # the rest goes to pandas
                     self._read_with_pandas(chunk + chunks.detach(), stream)
@@ -324,11 +323,15 @@ class _Reader:
 
     def _start(self, chunk, line0):
         """Infer the separator, the header and the columns from the first non-blank line and
-        the lines after it (pulling further chunks when the sample needs them); return the
-        chunk with the header line, if any, left blank, so that line numbers stay right."""
+        the lines after it (pulling further chunks when the sample needs them).
+
+        Returns the rest of the chunk from the first non-blank line on, with the header line
+        (if any) left blank so that line numbers stay right, and the number of lines before
+        it, which are skipped as blank whatever they hold (only spaces and control
+        characters)."""
         visible = len(chunk) - len(chunk.lstrip(_SPACE_BYTES))
         if visible == len(chunk):
-            return chunk
+            return b"", count_lines(chunk)
         begin = chunk.rfind(b"\n", 0, visible) + 1
         first_end = chunk.index(b"\n", begin)
         lines = [chunk[begin:first_end]]
@@ -348,7 +351,8 @@ class _Reader:
             if line.strip(_SPACE_BYTES):
                 lines.append(line)
         self.saw_line = self.started = True
-        self.first_line = line0 + chunk.count(b"\n", 0, begin) + 1
+        skipped = chunk.count(b"\n", 0, begin)
+        self.first_line = line0 + skipped + 1
         texts = [line.decode(self.encoding, errors="replace") for line in lines]
         if self.sep is None:
             self.sep = _fields.infer_separator(texts, None if self.spec is None else len(self.spec),
@@ -368,8 +372,8 @@ class _Reader:
                         for role in self.roles if role is not None}
         if is_header:
             self.first_line = None
-            return chunk[:begin] + b"\n" + chunk[first_end + 1:]
-        return chunk
+            return b"\n" + chunk[first_end + 1:], skipped
+        return chunk[begin:], skipped
 
     def _prepare_separator(self):
         if self.sep == WHITESPACE:
@@ -384,13 +388,9 @@ class _Reader:
     def _parse_chunk(self, chunk, line0):
         """Parse the lines of `chunk`, the first being line `line0` + 1; return their number."""
         sep = self.sep_byte
-        if self.multi is not None:
-            placeholder = next((p for p in _PLACEHOLDERS if p not in chunk), None)
-            if placeholder is None:
-                raise ValueError(f"{self.name}: cannot split on {self.sep!r} (the file holds "
-                                 f"control characters)")
-            chunk = chunk.replace(self.multi, placeholder)
-            sep = placeholder[0]
+        if self.multi is not None:  # split on a NUL byte put in its place (NUL is an error)
+            chunk = chunk.replace(self.multi, b"\0")
+            sep = 0
         buf = _textscan.padded(chunk)
         n_columns = len(self.roles)
         try:
@@ -528,7 +528,7 @@ class _Reader:
             what = "is not an integer" if integer else "is not a number"
         text = raw.decode(self.encoding, errors="replace")
         line = line_of(row)
-        raise ValueError(f"{self.name}, line {line}: {role} {_fields._shown(text, 80)} {what}"
+        raise ValueError(f"{self.name}, line {line}: {role} {_fields.shown(text, 80)} {what}"
                          f"{self._hints(line)}")
 
     def _decode(self, role, values):
@@ -748,7 +748,7 @@ class _CountingStream(io.BufferedIOBase):
             return
         last = probe.rfind(b"\n")
         if (self.run + first > self.max_line or len(probe) - last - 1 > self.max_line
-                or _long_line(probe, first + 1, last, self.max_line) is not None):
+                or first_long_line(probe, first + 1, last, self.max_line) is not None):
             raise _NotForPandas()
         self.run = len(probe) - last - 1
 
