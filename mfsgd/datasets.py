@@ -293,8 +293,14 @@ def _decode_title_line(line, encoding):
 
 
 def _movie_id(text):
+    """A movie id as read_ratings reads ids: an int for ASCII digits within int64, else the
+    text (str.isdigit alone also accepts '²', which int() refuses)."""
     text = text.strip()
-    return int(text) if text.isdigit() else text
+    if text.isascii() and text.isdigit():
+        value = int(text.lstrip("0") or "0") if len(text.lstrip("0")) <= 19 else None
+        if value is not None and value < 2**63:
+            return value
+    return text
 
 
 def _with_titles(ratings, titles):

@@ -357,3 +357,11 @@ def test_damaged_movielens_archives_raise_value_error(tmp_path, member):
             load_movielens(path)
     with pytest.raises(ValueError, match=r"ml-100k-custom\.zip is not a readable zip archive"):
         datasets._check_archive(path)  # what a download is checked with
+
+
+def test_title_ids_as_ratings_ids(tmp_path):
+    item = "1|One\n²|Squared\n" + "9" * 5000 + "|Long\n007|Seven\n"
+    path = _zip_with(tmp_path, "ml-100k", {"u.item": item.encode("latin-1")})
+    titles = load_movielens(path).item_titles
+    assert titles[1] == "One" and titles["²"] == "Squared" and titles[7] == "Seven"
+    assert titles["9" * 5000] == "Long"
