@@ -541,7 +541,9 @@ def test_compressed_and_damaged_files(tmp_path_factory, fuzz_limits, file, kind,
 
 
 MOVIELENS_TITLE_LINES = st.lists(
-    st.one_of(st.tuples(st.integers(1, 30), st.text(st.sampled_from("abc é()|,\""), max_size=8))
+    st.one_of(st.tuples(st.one_of(st.integers(1, 30).map(str),
+                                  st.sampled_from(["007", " 3 ", "²", "9" * 30, "x1"])),
+                        st.text(st.sampled_from("abc é()|,\""), max_size=8))
               .map(lambda pair: f"{pair[0]}|{pair[1]}|01-Jan-1995||http://x|0|1"),
               st.sampled_from(["", "junk", "7", "|", "1|" + "t" * 300])),
     max_size=12)
@@ -570,7 +572,8 @@ def test_load_movielens_archives(tmp_path_factory, fuzz_limits, lines, ratings, 
         row = line.split("|")
         if len(row) >= 2:
             key = row[0].strip()
-            titles[int(key) if key.isdigit() else key] = row[1]
+            number = _as_int(key) if re.fullmatch(r"[0-9]+", key) else None
+            titles[key if number is None else number] = row[1]
     size = max(len(blob), len(item) + len(u_data))
     try:
         got = fuzz_limits(mfsgd.load_movielens, path, max_bytes=MEMORY_FACTOR * size
