@@ -2,7 +2,8 @@
 import numpy as np
 
 from ._idmap import IdMap
-from ._validation import as_training_data, check_int
+from .ratings import as_ratings
+from ._validation import check_int
 
 # Scores held at once: batch rows x n_items floats (16 MB in float32).
 _BATCH_SCORES = 1 << 22
@@ -35,7 +36,8 @@ def top_k_items(model, users, k=10, exclude=None, fill_value=None, batch_size=No
     k : int, default=10
         Length of each list.
     exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
-        Ratings whose (user, item) pairs are never recommended, typically the training set.
+        Ratings whose (user, item) pairs are never recommended, typically the training set
+        (a tuple holds raw ids, as everywhere).
     fill_value : int or str, optional
         Pads lists shorter than `k` (a user who rated nearly every item, or `k` above the
         number of items); default -1 for integer item ids, "" for string ids.
@@ -65,7 +67,8 @@ def top_k_items(model, users, k=10, exclude=None, fill_value=None, batch_size=No
     out_dtype = np.result_type(item_ids.dtype, np.asarray(fill).dtype) \
         if isinstance(fill, str) else np.int64
     rows = IdMap(np.asarray(model.user_ids_)).lookup(users, "users")
-    excluder = None if exclude is None else _Excluder(as_training_data("exclude", exclude), item_ids)
+    excluder = None if exclude is None else _Excluder(as_ratings("exclude", exclude, copy=False),
+                                                      item_ids)
     result = np.full((len(users), k), fill, dtype=out_dtype)
     top = min(k, n_items)
     for start in range(0, len(users), batch_size):

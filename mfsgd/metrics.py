@@ -25,7 +25,8 @@ import warnings
 import numpy as np
 
 from ._topk import default_fill, is_fitted_model, top_k_items
-from ._validation import as_training_data, check_float, check_int
+from ._validation import check_float, check_int
+from .ratings import as_ratings
 
 __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
            "top_k_items"]
@@ -94,7 +95,7 @@ _RANKING_PARAMETERS = """
         `fill_value` are empty slots.  Given a fitted model, the lists are its top-k items
         (see :func:`top_k_items`).
     test : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
-        Held-out ratings that define the relevant items.
+        Held-out ratings that define the relevant items (a tuple holds raw ids).
     k : int, default=10
         Length of the lists evaluated (the first k columns of `recommended`).
     threshold : float, optional
@@ -181,7 +182,7 @@ def _mean(values):
 
 def _hits(recommended, test, k, threshold, users, exclude, fill_value):
     """(hits bool (n, k), relevant count (n,)) for the evaluated users with a relevant item."""
-    test = as_training_data("test", test)
+    test = as_ratings("test", test, copy=False)
     k = check_int("k", k, 1)
     if threshold is not None:
         threshold = check_float("threshold", threshold)

@@ -228,8 +228,8 @@ def test_folded_in_user_gets_recommendations(ratings):
     model = fitted(ratings)
     model.fold_in({3: 5.0, 10: 1.0}, user=400)
     got, scores = model.recommend(400, n=5)
-    want = brute_force_top(all_scores(model)[400], 5)[0]
-    np.testing.assert_array_equal(got, want)
+    want = brute_force_top(all_scores(model)[list(model.user_ids_).index(400)], 5)[0]
+    np.testing.assert_array_equal(got, model.item_ids_[want])
 
 
 def test_string_ids_from_a_duck_typed_rating_set(string_id_ratings):
@@ -258,3 +258,36 @@ def test_string_ids_with_mfsgd_ratings(string_id_ratings):
     got, scores = model.recommend(user_names[0], n=5)
     assert got.dtype.kind == "U" and len(got) == 5 and np.all(np.diff(scores) <= 0)
     assert not set(got.tolist()) & set(item_names[user_names == user_names[0]].tolist())
+
+
+def test_rows_and_columns_without_ratings_are_never_recommended_nor_neighbours():
+    """A scipy.sparse matrix's empty rows and columns get no factors (issue: phantom ids)."""
+    import scipy.sparse as sp
+    from mfsgd.metrics import top_k_items
+    users, items, values = make_synthetic(n_users=40, n_items=25, n_ratings=500, random_state=4)
+    empty_users, empty_items = [5, 17, 39], [3, 11, 24]
+    keep = ~np.isin(users, empty_users) & ~np.isin(items, empty_items)
+    matrix = sp.csr_matrix((values[keep], (users[keep], items[keep])), shape=(40, 25))
+    model = fitted(matrix)
+    assert not set(model.user_ids_.tolist()) & set(empty_users)
+    assert not set(model.item_ids_.tolist()) & set(empty_items)
+    assert model.n_users_ == 37 and model.n_items_ == 22
+    for user in model.user_ids_[:10]:
+        got, _ = model.recommend(user, n=25, exclude_seen=False)
+        assert len(got) == 22 and not set(got.tolist()) & set(empty_items)
+    top, scores = model.recommend_all(n=25, exclude_seen=False)
+    assert not set(top[np.isfinite(scores)].tolist()) & set(empty_items)
+    neighbours, _ = model.similar_items(model.item_ids_[0], n=30)
+    assert len(neighbours) == 21 and not set(neighbours.tolist()) & set(empty_items)
+    neighbours, _ = model.similar_users(model.user_ids_[0], n=50)
+    assert len(neighbours) == 36 and not set(neighbours.tolist()) & set(empty_users)
+    lists = top_k_items(model, model.user_ids_, k=22)
+    assert (lists >= 0).all() and not set(lists.ravel().tolist()) & set(empty_items)
+    with pytest.raises(KeyError, match="unknown user id 5"):
+        model.recommend(5)
+    # An id without ratings predicts like an unknown one: the global mean and the known bias.
+    item_row = list(model.item_ids_).index(0)
+    assert model.predict(5, 0) == pytest.approx(
+        np.clip(model.global_mean_ + model.item_bias_[item_row], *model.rating_range_))
+    assert model.predict(5, 3) == pytest.approx(np.clip(model.global_mean_,
+                                                        *model.rating_range_))

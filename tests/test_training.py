@@ -195,3 +195,18 @@ def test_show_progress_with_tqdm(data, capsys):
 def test_bad_training_parameters(data, params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         model(**params).fit(data[0])
+
+
+def test_raw_ids_through_partial_fit_early_stopping_and_fold_in(data):
+    """Tuples hold raw ids everywhere: new ids grow the model by one row each."""
+    (users, items, ratings), _ = data
+    names = np.array([f"u{u}" for u in users])
+    fitted = model(early_stopping=True, patience=2).fit((names, items, ratings))
+    assert fitted.user_ids_.dtype.kind == "U" and fitted.best_epoch_ >= 1
+    n_users, n_items = fitted.n_users_, fitted.n_items_
+    fitted.partial_fit((np.append(names, "newcomer"), np.append(items, 2**40),
+                        np.append(ratings, 4.0)), n_epochs=1)
+    assert (fitted.n_users_, fitted.n_items_) == (n_users + 1, n_items + 1)
+    assert fitted.user_ids_[-1] == "newcomer" and fitted.item_ids_[-1] == 2**40
+    fitted.fold_in({2**40: 5.0, int(items[0]): 3.0}, user="folded")
+    assert fitted.n_users_ == n_users + 2 and fitted.recommend("folded", n=3)[0].size == 3
