@@ -277,9 +277,9 @@ def as_rating_array(name, values):
         raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype(np.float32, copy=False)
-    bad = ~np.isfinite(converted)
-    if bad.any():
-        position = _first(bad)
+    finite = np.isfinite(converted)
+    if not finite.all():
+        position = _first(~finite)
         value = array[position].item()
         if np.isfinite(value):
             raise ValueError(f"{name} holds {value!r} at position {position}, beyond the "
