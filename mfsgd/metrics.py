@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from ._topk import default_fill, is_fitted_model, top_k_items
-from ._validation import check_float, check_int
+from ._validation import as_id_array, check_float, check_int
 from .ratings import as_ratings
 
 __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
@@ -106,7 +106,8 @@ _RANKING_PARAMETERS = """
     exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
         Only with a model: items never recommended to a user, typically the training ratings.
     fill_value : int or str, optional
-        Padding of short lists; default -1 for integer ids, "" for string ids.
+        Padding of short lists; default -1 for integer ids (2**64 - 1 for uint64 ids), ""
+        for string ids.
 
     Returns
     -------
@@ -187,9 +188,7 @@ def _hits(recommended, test, k, threshold, users, exclude, fill_value):
     if threshold is not None:
         threshold = check_float("threshold", threshold)
     if users is not None:
-        users = np.asarray(users)
-        if users.ndim != 1:
-            raise ValueError(f"users must be one-dimensional, got shape {users.shape}")
+        users = as_id_array("users", users)
     if is_fitted_model(recommended):
         recommended = top_k_items(recommended, test.user_ids if users is None else users, k,
                                   exclude=exclude, fill_value=fill_value)

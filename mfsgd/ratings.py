@@ -471,6 +471,8 @@ def _strictly_increasing_ids(name, ids):
 
 def _checked_csr(indptr, indices, n_rows, n_cols):
     """(indptr int64, indices int32) after checking that they form a canonical CSR."""
+    for what, n in (("user_ids", n_rows), ("item_ids", n_cols)):
+        _check_id_count(n, what)
     indptr, indices = np.asarray(indptr), np.asarray(indices)
     for what, array in (("indptr", indptr), ("indices", indices)):
         if array.ndim != 1 or array.dtype.kind not in "iu":

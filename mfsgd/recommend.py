@@ -78,8 +78,9 @@ def recommend_all(model, users=None, n=10, exclude_seen=True):
     -------
     item_ids : ndarray, shape (len(users), n)
         Raw item ids, best first in each row.  A row with fewer than `n` candidates is
-        padded with a fill id: -1 for integer ids (unsigned ids are returned as int64 so that
-        -1 fits), "" for string ids, b"" for bytes ids, None otherwise.
+        padded with a fill id: -1 for integer ids (narrow unsigned ids are returned as int64
+        so that -1 fits; uint64 ids, held only when an id is 2**63 or more, stay uint64 and
+        pad with 2**64 - 1), "" for string ids, b"" for bytes ids, None otherwise.
     scores : ndarray of float64, shape (len(users), n)
         Row i, column j is the score of ``item_ids[i, j]``; -inf in padded slots, which is
         the reliable way to find them.
@@ -179,8 +180,11 @@ def fill_id(dtype):
     Returns
     -------
     int, str, bytes or None
-        -1 for integer ids, "" for str ids, b"" for bytes ids, None for anything else.
+        -1 for integer ids (2**64 - 1 for uint64 ids, which a model holds only when an id is
+        2**63 or more), "" for str ids, b"" for bytes ids, None for anything else.
     """
+    if dtype == np.uint64:
+        return 2**64 - 1
     if dtype.kind in "iu":
         return -1
     if dtype.kind == "U":
@@ -196,7 +200,9 @@ def _raw_ids(id_map, rows):
 
 
 def _output_dtype(dtype):
-    return np.dtype(np.int64) if dtype.kind == "u" else dtype
+    """Narrow unsigned ids are returned as int64 so that -1 fits; uint64 ids stay uint64,
+    since int64 would not hold those of 2**63 or more."""
+    return np.dtype(np.int64) if dtype.kind == "u" and dtype != np.uint64 else dtype
 
 
 def _rank(model, rows, candidates, exclude_seen, out_index, out_scores):

@@ -291,3 +291,28 @@ def test_rows_and_columns_without_ratings_are_never_recommended_nor_neighbours()
         np.clip(model.global_mean_ + model.item_bias_[item_row], *model.rating_range_))
     assert model.predict(5, 3) == pytest.approx(np.clip(model.global_mean_,
                                                         *model.rating_range_))
+
+
+def test_ids_of_2_63_and_more_come_back_exactly_from_every_ranking():
+    """uint64 ids are never cast to int64 on the way out (recommend_all used to, for -1)."""
+    from mfsgd.metrics import precision_at_k, top_k_items
+    users, items, values = make_synthetic(n_users=30, n_items=12, n_ratings=200, random_state=5)
+    big = np.uint64(2**63)
+    data = mfsgd.Ratings.from_arrays(users.astype(np.uint64) + big, items.astype(np.uint64) + big,
+                                     values)
+    model = fitted(data)
+    assert model.item_ids_.dtype == np.uint64 and model.item_ids_.min() >= 2**63
+    known = set(model.item_ids_.tolist())
+    top, scores = model.recommend_all(n=model.n_items_ + 2)
+    assert top.dtype == np.uint64
+    assert set(top[np.isfinite(scores)].tolist()) <= known
+    assert (top[~np.isfinite(scores)] == 2**64 - 1).all()
+    user = int(model.user_ids_[0])
+    np.testing.assert_array_equal(top[0][np.isfinite(scores[0])],
+                                  model.recommend(user, n=model.n_items_)[0])
+    lists = top_k_items(model, [user, int(model.user_ids_[1])], k=model.n_items_ + 1)
+    assert lists.dtype == np.uint64 and set(lists[:, :-1].ravel().tolist()) <= known
+    assert lists[0, -1] == 2**64 - 1
+    assert 0 <= precision_at_k(model, data, k=3) <= 1
+    with pytest.raises(ValueError, match="fill_value=-1 does not fit the dtype uint64"):
+        top_k_items(model, [user], k=3, fill_value=-1)
