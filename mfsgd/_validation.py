@@ -288,15 +288,22 @@ def as_rating_array(name, values):
     return converted
 
 
-def _object_numbers(name, array):
-    """An object array of real numbers (no bool) as float64, or raise naming a position."""
+def _numbers_only(name, array, expected):
+    """(element types, distinct types) of an object array; TypeError naming the first
+    element that is not an integer or a float (bool is not a number here)."""
     types, distinct = _element_types(array)
     bad = [t for t in distinct if not (_is_integer_type(t) or _is_float_type(t))]
     if bad:
         position = _first(_type_mask(types, bad))
         value = array[position]
-        raise TypeError(f"{name} must hold numbers, found {value!r} ({type(value).__name__}) "
-                        f"at position {position}")
+        raise TypeError(f"{name} must hold {expected}, found {value!r} "
+                        f"({type(value).__name__}) at position {position}")
+    return types, distinct
+
+
+def _object_numbers(name, array):
+    """An object array of real numbers (no bool) as float64, or raise naming a position."""
+    _numbers_only(name, array, "numbers")
     try:
         return array.astype(np.float64)
     except OverflowError:
@@ -348,13 +355,7 @@ def as_timestamp_array(name, values):
 
 
 def _object_timestamps(name, array):
-    types, distinct = _element_types(array)
-    bad = [t for t in distinct if not (_is_integer_type(t) or _is_float_type(t))]
-    if bad:
-        position = _first(_type_mask(types, bad))
-        value = array[position]
-        raise TypeError(f"{name} must hold integers, whole floats or datetime64, found "
-                        f"{value!r} ({type(value).__name__}) at position {position}")
+    types, distinct = _numbers_only(name, array, "integers, whole floats or datetime64")
     values = _object_integers(name, array, types, distinct, TIMESTAMP_KINDS)
     if values.dtype == np.uint64:
         position = _first(values > INT64_MAX)

@@ -10,6 +10,7 @@ go up to 2**40, so anything sized by the shape fails the bound).
 Run briefly with a fixed seed by ``pytest`` (profile "ci"), for long by
 ``python -m benchmarks.fuzz`` (profile "long").
 """
+import importlib.util
 import math
 import warnings
 
@@ -59,6 +60,15 @@ def is_float(v):
     return isinstance(v, (float, np.floating))
 
 
+def whole_number(argument, v):
+    """An integer, or a whole float within int64, as a Python int; else Bad(argument)."""
+    if is_int(v):
+        return int(v)
+    if is_float(v) and math.isfinite(v) and v == math.floor(v) and -(2.0**63) <= v < 2.0**63:
+        return int(v)
+    raise Bad(argument)
+
+
 def reference_ids(argument, values):
     """Raw ids as Python ints or strs, or Bad(argument)."""
     items, kind = elements(values)
@@ -73,14 +83,7 @@ def reference_ids(argument, values):
         if any("\0" in v for v in items):
             raise Bad(argument)
         return items
-    out = []
-    for v in items:
-        if is_int(v):
-            out.append(int(v))
-        elif is_float(v) and math.isfinite(v) and v == math.floor(v) and -(2.0**63) <= v < 2.0**63:
-            out.append(int(v))
-        else:
-            raise Bad(argument)           # str mixed with numbers, bool, None, bytes, 1.5, nan
+    out = [whole_number(argument, v) for v in items]   # str among numbers, bool, None, 1.5
     if out and not (INT64[0] <= min(out) and max(out) <= INT64[1]) \
             and not (UINT64[0] <= min(out) and max(out) <= UINT64[1]):
         raise Bad(argument)
@@ -130,14 +133,7 @@ def reference_timestamps(argument, values):
     items, kind = elements(values)
     if kind in "bmcUS":
         raise Bad(argument)
-    out = []
-    for v in items:
-        if is_int(v):
-            out.append(int(v))
-        elif is_float(v) and math.isfinite(v) and v == math.floor(v) and -(2.0**63) <= v < 2.0**63:
-            out.append(int(v))
-        else:
-            raise Bad(argument)
+    out = [whole_number(argument, v) for v in items]
     if any(not INT64[0] <= v <= INT64[1] for v in out):
         raise Bad(argument)
     return out
@@ -388,7 +384,6 @@ def test_from_sparse_matches_the_reference(fuzz_limits, matrix):
 
 @st.composite
 def dataframe_arguments(draw):
-    pytest.importorskip("pandas")
     n = draw(st.integers(0, 12))
     names = [draw(st.sampled_from(list(ALIASES[role]) + ["stuff"])) for role in ALIASES]
     names = [draw(st.sampled_from([name, name.upper(), f" {name.title()}"])) for name in names]
@@ -451,9 +446,10 @@ def reference_roles(names, keywords):
     return chosen
 
 
+@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="needs pandas")
 @given(dataframe_arguments())
 def test_from_dataframe_matches_the_reference(fuzz_limits, arguments):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     columns, keywords, duplicates = arguments
     df = pd.DataFrame({name: pd.Series(values, dtype=object if not isinstance(values, np.ndarray)
                                        else None) for name, values in columns.items()})
