@@ -117,9 +117,10 @@ def as_id_array(name, values):
 
     Integer arrays are returned as they are; floats must be whole and within int64 and
     become int64; bytes are decoded as UTF-8; object arrays are checked
-    element by element and must hold only integers (and whole floats) or only str.  Strings
-    must not contain NUL: numpy's fixed-width strings drop trailing NULs, which would make
-    ``"a\\0"`` and ``"a"`` one id.
+    element by element and must hold only integers (and whole floats) or only str.  A str
+    ending in NUL is refused: numpy's fixed-width strings drop trailing NULs, which would
+    make ``"a\\0"`` and ``"a"`` one id (numpy str and bytes arrays have lost them already,
+    before any check could see them; NULs inside an id are kept).
 
     Parameters
     ----------
@@ -138,7 +139,7 @@ def as_id_array(name, values):
     TypeError
         For values that are neither integers nor strings (bool, None, bytes objects, ...).
     ValueError
-        For non-integral or out-of-range numbers, NUL characters, undecodable bytes or a
+        For non-integral or out-of-range numbers, trailing NULs, undecodable bytes or a
         wrong shape; the message names the position of the first bad id.
     """
     array = as_1d_array(name, values)
@@ -146,7 +147,6 @@ def as_id_array(name, values):
     if kind == "O":
         return _object_ids(name, array)
     if kind == "U":
-        _check_no_nul(name, array)
         return array
     if kind == "S":
         return _decoded_ids(name, array)
@@ -157,32 +157,22 @@ def as_id_array(name, values):
     raise TypeError(f"{name} must hold integer or string ids, got dtype {array.dtype}")
 
 
-def _check_no_nul(name, strings, lengths=None, block=1 << 16):
-    """Raise ValueError when an id holds NUL; `lengths` are the lengths before numpy stored
-    the strings (it drops trailing NULs, so only they can show those)."""
+def _check_no_trailing_nul(name, strings, lengths):
+    """Raise ValueError when numpy dropped a trailing NUL from an id: `lengths` are the
+    lengths of the Python strings that `strings` stores."""
     if strings.size == 0:
         return
-    width = strings.dtype.itemsize // 4
-    lengths_now = np.char.str_len(strings)
-    has_nul = np.zeros(len(strings), dtype=bool) if lengths is None else lengths_now != lengths
-    if width:
-        # numpy's string functions treat "\0" as the empty string, so count code points: an
-        # interior NUL leaves fewer non-zero code points than the stored length.
-        codes = np.ascontiguousarray(strings).view(np.uint32).reshape(len(strings), width)
-        for start in range(0, len(strings), block):
-            stop = start + block
-            has_nul[start:stop] |= (np.count_nonzero(codes[start:stop], axis=1)
-                                    != lengths_now[start:stop])
-    if has_nul.any():
-        position = _first(has_nul)
-        raise ValueError(f"{name} holds an id with a NUL character at position {position}; "
-                         f"ids must not contain NUL (numpy strings drop trailing NULs, so "
-                         f"'a\\x00' and 'a' could not stay apart)")
+    shortened = np.char.str_len(strings) != lengths
+    if shortened.any():
+        position = _first(shortened)
+        raise ValueError(f"{name} holds an id ending in a NUL character at position "
+                         f"{position}; numpy strings drop trailing NULs, so 'a\\x00' and 'a' "
+                         f"would become one id: remove or replace the NUL characters")
 
 
 def _decoded_ids(name, array):
     try:
-        strings = np.char.decode(array, "utf-8")
+        return np.char.decode(array, "utf-8")
     except UnicodeDecodeError:
         for position, value in enumerate(array.tolist()):
             try:
@@ -191,8 +181,6 @@ def _decoded_ids(name, array):
                 raise ValueError(f"{name} holds bytes that are not UTF-8 at position "
                                  f"{position}: {value!r}") from None
         raise
-    _check_no_nul(name, strings)
-    return strings
 
 
 def _whole_floats(name, array, expected):
@@ -231,7 +219,7 @@ def _object_ids(name, array):
     if strings:
         converted = array.astype(str) if array.size else np.zeros(0, dtype="<U1")
         lengths = np.frompyfunc(len, 1, 1)(array).astype(np.int64) if array.size else None
-        _check_no_nul(name, converted, lengths)
+        _check_no_trailing_nul(name, converted, lengths)
         return converted
     return _object_integers(name, array, types, distinct, ID_KINDS)
 

@@ -117,8 +117,9 @@ class Ratings:
         ----------
         users, items : array-like
             Raw user and item ids, one per rating: integers (any dtype, up to 64 bits), whole
-            floats within int64, or strings without NUL characters (bytes are decoded as
-            UTF-8).  Lists and object arrays are checked element by element.
+            floats within int64, or strings (bytes are decoded as UTF-8).  A string ending in
+            NUL is refused, since numpy would drop the NUL and merge ``"a\\0"`` with
+            ``"a"``.  Lists and object arrays are checked element by element.
         ratings : array-like of float
             Finite ratings within float32's range; they are stored as float32.
         timestamps : array-like, optional
@@ -136,8 +137,9 @@ class Ratings:
         ------
         ValueError
             On mismatched lengths, empty input, non-finite or out-of-range ratings, ids that
-            are not exact integers or hold NUL, timestamps that are not whole or beyond int64,
-            or duplicates under ``duplicates="error"`` (the message names one duplicated pair).
+            are not exact integers or end in NUL, timestamps that are not whole or beyond
+            int64, or duplicates under ``duplicates="error"`` (the message names one
+            duplicated pair).
             Every message names the argument and the position of the first bad value.
         TypeError
             On values of the wrong type (for example bool or None ids, strings mixed with

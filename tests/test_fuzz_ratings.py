@@ -80,7 +80,8 @@ def reference_ids(argument, values):
         except UnicodeDecodeError:
             raise Bad(argument) from None
     if all(isinstance(v, str) for v in items):
-        if any("\0" in v for v in items):
+        # numpy would drop a trailing NUL; str arrays have lost theirs before the call.
+        if kind in ("list", "O") and any(v.endswith("\0") for v in items):
             raise Bad(argument)
         return items
     out = [whole_number(argument, v) for v in items]   # str among numbers, bool, None, 1.5

@@ -267,10 +267,18 @@ def test_lists_are_not_silently_coerced(bad):
         Ratings.from_arrays(bad, [1, 2], [3.0, 4.0])
 
 
-@pytest.mark.parametrize("users", [["a\0", "a"], np.array(["x", "a\0b"]), ["b", "a\0\0"]])
-def test_ids_with_nul_are_refused(users):
-    with pytest.raises(ValueError, match="users holds an id with a NUL character at position"):
+@pytest.mark.parametrize("users, position", [(["a\0", "a"], 0), (["b", "a\0\0"], 1),
+                                             (np.array(["b", "a\0"], dtype=object), 1)])
+def test_ids_ending_in_nul_are_refused(users, position):
+    with pytest.raises(ValueError, match=f"users holds an id ending in a NUL character at "
+                                         f"position {position}"):
         Ratings.from_arrays(users, [1, 1], [1.0, 2.0])
+
+
+def test_nul_inside_ids_keeps_them_apart():
+    data = Ratings.from_arrays(["a\0b", "ab", np.str_("a\0c")], [1, 1, 1], [1.0, 2.0, 3.0])
+    assert data.user_ids.tolist() == ["a\0b", "a\0c", "ab"]
+    assert data.user_index(["ab", "a\0b"]).tolist() == [2, 0]
 
 
 def test_bytes_ids_are_decoded_as_utf8():
