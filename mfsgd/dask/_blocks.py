@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _sgd
-from .._layout import aligned_empty, kernel_factors
+from .._layout import aligned_empty
 
 
 @dataclass
@@ -187,12 +187,12 @@ class KernelSettings:
 
 
 def _kernel_copy(factors):
-    """A fresh, writable copy of `factors` with the kernel's padded, aligned rows."""
+    """A fresh, writable copy of `factors` with the kernel's padded, aligned rows (the
+    padding zero), as ``_layout.kernel_rows`` lays out the local model's factors."""
     n, k = factors.shape
-    if _sgd.padded_width(k, factors.itemsize) != k:
-        return kernel_factors(factors)          # always a new padded buffer
-    out = aligned_empty((n, k), factors.dtype)
-    out[...] = factors
+    out = aligned_empty((n, _sgd.padded_width(k, factors.itemsize)), factors.dtype)
+    out[:, k:] = 0
+    out[:, :k] = factors
     return out
 
 
@@ -243,6 +243,7 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
         col_state = col_state.col
     P, user_bias, user_grad = row_state
     Q, item_bias, item_grad = col_state
+    k = P.shape[1]
     P, Q = _kernel_copy(P), _kernel_copy(Q)
     user_bias, item_bias = _vector_copy(user_bias), _vector_copy(item_bias)
     user_grad, item_grad = _vector_copy(user_grad), _vector_copy(item_grad)
@@ -254,9 +255,10 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
                    layout.run_user, layout.run_ptr, layout.items, layout.ratings,
                    np.array([[blk]], dtype=np.int32), np.empty(layout.n_runs, dtype=np.int32),
                    block_sse, settings.mu, lr, settings.reg, settings.bias_reg, settings.flags,
-                   seed, 1)
-    return BlockOutput((np.ascontiguousarray(P), user_bias, user_grad),
-                       (np.ascontiguousarray(Q), item_bias, item_grad), float(block_sse[blk]))
+                   seed, 1, k)
+    return BlockOutput((np.ascontiguousarray(P[:, :k]), user_bias, user_grad),
+                       (np.ascontiguousarray(Q[:, :k]), item_bias, item_grad),
+                       float(block_sse[blk]))
 
 
 def block_error(output):

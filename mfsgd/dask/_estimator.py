@@ -12,7 +12,7 @@ import numpy as np
 
 from .._base import ParamsMixin
 from .._idmap import IdMap
-from .._layout import auto_n_blocks, epoch_schedule, kernel_factors
+from .._layout import auto_n_blocks, epoch_schedule
 from .._progress import EpochReporter
 from .._validation import check_int
 from ..model import DivergenceError, MatrixFactorization, NotFittedError, _aligned_full
@@ -154,8 +154,6 @@ class DaskMatrixFactorization(ParamsMixin):
     def _train(self, client, local, blocks, params):
         """The epoch loop of ``MatrixFactorization._run_epochs`` with the kernel call replaced
         by one distributed epoch (no validation, no early stopping)."""
-        for name in ("user_factors_", "item_factors_"):
-            setattr(local, name, kernel_factors(getattr(local, name)))
         if params["non_negative"]:
             np.maximum(local.user_factors_, 0, out=local.user_factors_)
             np.maximum(local.item_factors_, 0, out=local.item_factors_)

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._layout import balanced_blocks
-from .._validation import as_rating_array
-from ..ratings import _as_id_array
+from .._validation import as_id_array, as_rating_array
 from . import _blocks
 
 
@@ -84,8 +83,8 @@ def scan_partition(df, index, user, item, rating):
     """Check one partition and summarise it (None for an empty partition)."""
     if len(df) == 0:
         return None
-    users = _as_id_array(f"ddf[{user!r}]", df[user].to_numpy())
-    items = _as_id_array(f"ddf[{item!r}]", df[item].to_numpy())
+    users = as_id_array(f"ddf[{user!r}]", df[user].to_numpy())
+    items = as_id_array(f"ddf[{item!r}]", df[item].to_numpy())
     values = as_rating_array(f"ddf[{rating!r}] (partition {index})", df[rating].to_numpy())
     return {"users": np.unique(users), "items": np.unique(items), "n": len(values),
             "low": float(values.min()), "high": float(values.max()),
@@ -121,8 +120,8 @@ def index_partition(df, user, item, rating, user_ids, item_ids):
     if len(df) == 0:
         empty = np.zeros(0, dtype=np.int32)
         return empty, empty, np.zeros(0, dtype=np.float32)
-    users = _as_id_array("users", df[user].to_numpy())
-    items = _as_id_array("items", df[item].to_numpy())
+    users = as_id_array("users", df[user].to_numpy())
+    items = as_id_array("items", df[item].to_numpy())
     values = np.asarray(df[rating].to_numpy(), dtype=np.float32)
     return (np.searchsorted(user_ids, users).astype(np.int32),
             np.searchsorted(item_ids, items).astype(np.int32), values)
