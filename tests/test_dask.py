@@ -233,8 +233,10 @@ def test_duplicate_pair(small_client):
 
 
 def test_empty_frame(small_client):
+    with pytest.raises(ValueError, match=r"df\['rating'\] \(ratings\) is empty: no ratings"):
+        mfsgd.Ratings.from_dataframe(_small_frame().iloc[:0])
     ddf = dd.from_pandas(_small_frame().iloc[:0], npartitions=1)
-    with pytest.raises(ValueError, match="ratings is empty"):
+    with pytest.raises(ValueError, match=r"ddf\['rating'\] \(ratings\) is empty: no ratings"):
         DaskMatrixFactorization(client=small_client).fit(ddf)
 
 
@@ -275,6 +277,99 @@ def test_divergence_raises_like_local_fit(small_client, frame):
     assert str(dask_error.value) == str(local_error.value)
     with pytest.raises(mfsgd.NotFittedError):
         model.to_local()
+
+
+def _split_frame(frame):
+    """(training, validation) pandas frames: every 7th rating held out."""
+    held = np.arange(len(frame)) % 7 == 3
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
+def _local_fit_with_validation(train, valid, **params):
+    def ratings(pdf):
+        return mfsgd.Ratings.from_dataframe(pdf, user="uid", item="movie", rating="stars")
+    return mfsgd.MatrixFactorization(**params).fit(ratings(train), validation=ratings(valid))
+
+
+@pytest.mark.parametrize("early_stopping", [False, True], ids=["validation", "early-stopping"])
+def test_validation_and_early_stopping_as_local(small_client, frame, early_stopping):
+    train, valid = _split_frame(frame)
+    # lr and patience chosen so that early stopping triggers within 12 epochs on this data.
+    params = dict(n_factors=6, n_epochs=12, n_blocks=2, learning_rate=0.05, patience=2,
+                  tol=0.0, early_stopping=early_stopping, random_state=2)
+    local = _local_fit_with_validation(train, valid, **params)
+    model = DaskMatrixFactorization(client=small_client, **params)
+    model.fit(dd.from_pandas(train, npartitions=3), user="uid", item="movie", rating="stars",
+              validation=dd.from_pandas(valid, npartitions=2))
+    _assert_same_model(model, local)
+    for mine, theirs in zip(model.history_, local.history_):
+        assert mine["valid_rmse"] == theirs["valid_rmse"]
+        assert mine.get("best") == theirs.get("best")
+    if early_stopping:
+        assert len(local.history_) < params["n_epochs"]
+        assert model.best_epoch_ == local.best_epoch_ < len(local.history_)
+
+
+def test_callback_stop_leaves_the_local_state(small_client, frame):
+    """A callback stops training while the next epoch is already submitted: that epoch is
+    discarded and the generator is the local fit's (partial_fit of to_local() continues as
+    the local model does)."""
+    def stop_at_2(record, model):
+        return record["epoch"] == 2
+
+    params = dict(n_factors=4, n_epochs=6, n_blocks=3, random_state=11, callbacks=stop_at_2)
+    local = _local_fit(frame, **params)
+    model = DaskMatrixFactorization(client=small_client, **params)
+    model.fit(dd.from_pandas(frame, npartitions=2), user="uid", item="movie", rating="stars")
+    assert len(model.history_) == len(local.history_) == 2
+    _assert_same_model(model, local)
+
+
+def test_callbacks_receive_the_estimator_and_each_record(small_client, frame):
+    seen = []
+    params = dict(n_factors=4, n_epochs=3, n_blocks=2, random_state=0)
+    model = DaskMatrixFactorization(client=small_client, callbacks=[
+        lambda record, m: seen.append((record["epoch"], m is model, len(m.history_)))],
+        **params)
+    model.fit(dd.from_pandas(frame, npartitions=2), user="uid", item="movie", rating="stars")
+    assert seen == [(1, True, 1), (2, True, 2), (3, True, 3)]
+
+
+def test_verbose_prints_the_local_table(small_client, frame, capsys):
+    train, valid = _split_frame(frame)
+    params = dict(n_factors=4, n_epochs=3, n_blocks=2, random_state=0, verbose=True)
+    _local_fit_with_validation(train, valid, **params)
+    local_lines = capsys.readouterr().out.splitlines()
+    DaskMatrixFactorization(client=small_client, **params).fit(
+        dd.from_pandas(train, npartitions=2), user="uid", item="movie", rating="stars",
+        validation=dd.from_pandas(valid, npartitions=1))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(local_lines) == 4
+    assert lines[0] == local_lines[0]
+    for mine, theirs in zip(lines[1:], local_lines[1:]):       # all but the seconds
+        assert mine.split()[:4] == theirs.split()[:4]
+
+
+def test_early_stopping_needs_validation(small_client):
+    model = DaskMatrixFactorization(client=small_client, early_stopping=True)
+    with pytest.raises(ValueError, match="early_stopping needs validation="):
+        model.fit(dd.from_pandas(_small_frame(), npartitions=1))
+    assert not hasattr(model, "history_")
+
+
+def test_bad_validation_frame(small_client):
+    ddf = dd.from_pandas(_small_frame(), npartitions=1)
+    model = DaskMatrixFactorization(client=small_client, n_epochs=1)
+    with pytest.raises(ValueError, match="item='movie' is not a column of validation"):
+        model.fit(ddf.rename(columns={"item": "movie"}), item="movie",
+                  validation=ddf)
+    bad = _small_frame()
+    bad.loc[1, "rating"] = np.inf
+    with pytest.raises(ValueError, match=r"must be finite, found inf at position 1"):
+        model.fit(ddf, validation=dd.from_pandas(bad, npartitions=1))
+    with pytest.raises(TypeError, match="validation must be a dask.dataframe.DataFrame"):
+        model.fit(ddf, validation=_small_frame())
+    assert not hasattr(model, "history_")
 
 
 def test_unfitted_model_raises():
@@ -338,11 +433,11 @@ def test_killed_worker_recovers_from_the_last_checkpoint(fault_client, frame, wh
         if when == "after-epoch":
             _kill_owner_of_row_block_0(model)
         else:
-            def before(epoch, sub_epoch):
-                if (epoch, sub_epoch) == (2, 2) and not killed:
+            def after(epoch, sub_epoch):
+                if (epoch, sub_epoch) == (2, 0) and not killed:
                     killed.append(True)
                     _kill_owner_of_row_block_0(model)
-            model._driver.before_sub_epoch = before
+            model._driver.after_sub_epoch = after
 
     model = DaskMatrixFactorization(client=fault_client, callbacks=kill_after_epoch_2,
                                     checkpoint=checkpoint, **params)
@@ -358,6 +453,7 @@ def test_killed_worker_recovers_from_the_last_checkpoint(fault_client, frame, wh
         assert sub_epoch >= 1               # sub-epochs of the third epoch kept, not redone
     else:
         assert sub_epoch == 0
-    # Dask itself re-ran no chain of block tasks: at most the replayed sub-epochs.
+    # Dask itself re-ran no chain of block tasks: at most the two epochs in flight (the one
+    # finishing and the one submitted ahead) ran again.
     runs = [t for t in stream.data if str(t["key"]).startswith("run_block")]
-    assert len(runs) <= (params["n_epochs"] + 1) * 3 * 3
+    assert len(runs) <= (params["n_epochs"] + 2) * 3 * 3

@@ -186,34 +186,68 @@ class KernelSettings:
     n_blocks: int
 
 
-def _kernel_copy(factors):
-    """A fresh, writable copy of `factors` with the kernel's padded, aligned rows (the
-    padding zero), as ``_layout.kernel_rows`` lays out the local model's factors."""
-    n, k = factors.shape
-    out = aligned_empty((n, _sgd.padded_width(k, factors.itemsize)), factors.dtype)
-    out[:, k:] = 0
-    out[:, :k] = factors
-    return out
-
-
 def _vector_copy(values):
     out = aligned_empty(values.shape, values.dtype)
     out[...] = values
     return out
 
 
-@dataclass
-class BlockOutput:
-    """What one block task returns: the row block's and the column block's new state (each a
-    (factors, biases, accumulators) tuple) and the block's sum of squared errors."""
+# Row states live in the memory of the worker that owns the row block, keyed by
+# (fit token, generation, row block), and are updated in place by the block tasks: only column
+# states travel between tasks, so a block task's output is its column block alone and the next
+# block task of that column can take it directly (one task per block, no splitting task).  A
+# new generation starts after every recovery, so that a stale task still running on a live
+# worker writes into a row state nobody reads any more.
+_ROW_STATES = {}
+_SNAPSHOTS = {}
 
-    row: tuple
+
+def _padded_copy(factors, width):
+    """A fresh, aligned copy of `factors` (n, k) with rows padded with zeros to `width`."""
+    n, k = factors.shape
+    out = aligned_empty((n, width), factors.dtype)
+    out[:, k:] = 0
+    out[:, :k] = factors
+    return out
+
+
+def install_row(token, generation, r, state):
+    """Keep row block `r`'s state (factors, biases, accumulators) in this worker's memory,
+    with the kernel's padded rows; returns a marker that the row's first block task takes
+    as a dependency."""
+    P, bias, grad = state
+    width = _sgd.padded_width(P.shape[1], P.itemsize)
+    _ROW_STATES[(token, generation, r)] = (_padded_copy(P, width), _vector_copy(bias),
+                                           _vector_copy(grad), P.shape[1])
+    return (token, generation, r)
+
+
+def drop_rows(token):
+    """Forget every row state and snapshot of the fit `token` held by this worker."""
+    for store in (_ROW_STATES, _SNAPSHOTS):
+        for key in [key for key in store if key[0] == token]:
+            del store[key]
+
+
+def take_snapshot(output, token, generation, r, tag):
+    """The copy of row block `r`'s state that the block task `output` came from made for
+    checkpoint `tag` (a task of its own, on the owner, off the training path)."""
+    return _SNAPSHOTS.pop((token, generation, r, tag))
+
+
+@dataclass
+class ColumnOutput:
+    """What one block task returns: the column block's new state (factors, biases,
+    accumulators) and the block's sum of squared errors."""
+
     col: tuple
     sse: float
 
 
-def run_block(layout, row_state, col_state, settings, lr, seed):
-    """One SGD pass over one block, on copies of its factor blocks.
+def run_block(layout, row_after, col_state, token, generation, settings, lr, seed,
+              snapshot_tag=None):
+    """One SGD pass over one block: in place on the row state this worker holds, on a copy of
+    the column state.
 
     Calls :func:`mfsgd._sgd.sgd_epoch` with a schedule of the one block and a block pointer
     that is empty everywhere else, so the kernel derives the block's visiting order from
@@ -222,32 +256,33 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
     Parameters
     ----------
     layout : BlockLayout
-    row_state, col_state : tuple (factors, biases, adagrad accumulators) or BlockOutput
-        The row block's user rows and the column block's item rows (accumulators empty
-        without adagrad), or the output of the block task that last updated them (its
-        ``row`` / ``col``): the driver passes a row block's previous output whole, since it
-        stays on the same worker, and splits off only the column state that moves.
+    row_after : object
+        The output of the row block's previous task on this worker (or of
+        :func:`install_row`): taken only so that the row's tasks run in order.
+    col_state : tuple (factors, biases, adagrad accumulators) or ColumnOutput
+        The column block's state, or the output of the block task that last updated it.
+    token, generation : str, int
+        Key of the row state in this worker's memory.
     settings : KernelSettings
     lr : float
         This epoch's learning rate.
     seed : int
         This epoch's seed.
+    snapshot_tag : hashable, optional
+        Keep a copy of the updated row state for :func:`take_snapshot` under this tag.
 
     Returns
     -------
-    BlockOutput
+    ColumnOutput
     """
-    if isinstance(row_state, BlockOutput):
-        row_state = row_state.row
-    if isinstance(col_state, BlockOutput):
+    if isinstance(col_state, ColumnOutput):
         col_state = col_state.col
-    P, user_bias, user_grad = row_state
-    Q, item_bias, item_grad = col_state
-    k = P.shape[1]
-    P, Q = _kernel_copy(P), _kernel_copy(Q)
-    user_bias, item_bias = _vector_copy(user_bias), _vector_copy(item_bias)
-    user_grad, item_grad = _vector_copy(user_grad), _vector_copy(item_grad)
     n_blocks, blk = settings.n_blocks, layout.blk
+    r = blk // n_blocks
+    P, user_bias, user_grad, k = _ROW_STATES[(token, generation, r)]
+    Q, item_bias, item_grad = col_state
+    Q = _padded_copy(Q, P.shape[1])
+    item_bias, item_grad = _vector_copy(item_bias), _vector_copy(item_grad)
     block_ptr = np.zeros(n_blocks * n_blocks + 1, dtype=np.int64)
     block_ptr[blk + 1:] = layout.n_runs
     block_sse = np.zeros(n_blocks * n_blocks)
@@ -256,18 +291,13 @@ def run_block(layout, row_state, col_state, settings, lr, seed):
                    np.array([[blk]], dtype=np.int32), np.empty(layout.n_runs, dtype=np.int32),
                    block_sse, settings.mu, lr, settings.reg, settings.bias_reg, settings.flags,
                    seed, 1, k)
-    return BlockOutput((np.ascontiguousarray(P[:, :k]), user_bias, user_grad),
-                       (np.ascontiguousarray(Q[:, :k]), item_bias, item_grad),
-                       float(block_sse[blk]))
+    if snapshot_tag is not None:
+        _SNAPSHOTS[(token, generation, r, snapshot_tag)] = (
+            P[:, :k].copy(), user_bias.copy(), user_grad.copy())     # P itself changes
+    return ColumnOutput((np.ascontiguousarray(Q[:, :k]), item_bias, item_grad),
+                        float(block_sse[blk]))
 
 
 def block_error(output):
     """The block's sum of squared errors from a block task's output (a task of its own)."""
     return output.sse
-
-
-def column_state(output):
-    """The column state of a block task's output, as a task of its own so that it moves to
-    the next worker without the row state."""
-    return output.col
-

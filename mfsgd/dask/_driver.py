@@ -1,21 +1,31 @@
-"""One epoch of the blocked schedule as Dask tasks, driven from the client.
+"""Epochs of the blocked schedule as Dask tasks, submitted ahead, driven from the client.
 
-Sub-epoch s runs its B blocks as B tasks, block (r, c) on the worker that holds its layout
-(the owner of row block r).  A task takes the current factor blocks of row block r and
-column block c and returns their updated copies; only those move between workers, and row
-block r's factors stay on its owner, so in practice only item factor blocks travel.
+Sub-epoch s runs its B blocks as B tasks, block (r, c) on the worker that owns row block r.
+Row block r's state (user factors, biases, accumulators) lives in its owner's memory and the
+block tasks update it in place (:mod:`mfsgd.dask._blocks`); a block task returns only the
+column block's new state, which the next task of that column takes directly, on whichever
+worker it runs.  So one task per block, and only item factor blocks travel.
 
-Fault tolerance.  After submitting sub-epoch s the client gathers the factor blocks that
-sub-epoch s - 1 produced (while s runs) and keeps them as the checkpoint (or, with
-``checkpoint="epoch"``, only those of each epoch's last sub-epoch).  When the scheduler
-reports a removed worker, the driver cancels its factor futures (so that Dask does not
-recompute them through the whole chain of earlier sub-epochs), scatters the checkpoint to
-the workers now present and runs again from the sub-epoch after it.  The layouts are left to
-Dask: a lost layout is recomputed from the task graph that built it.  Every task is a pure
-function of its inputs, so the replayed sub-epochs give the same bytes.
+A whole epoch's tasks are submitted at once, their order expressed by dependencies (the
+row's previous task, the column's previous output), and the estimator submits the next
+epoch before it processes the current one's end: the workers never wait for the client.
+
+Checkpoints.  Block tasks asked for a checkpoint copy their row state; a small task on the
+owner hands that copy to the client, which gathers it with the column states.  With
+``checkpoint="sub-epoch"`` every sub-epoch is checkpointed, with ``"epoch"`` only the last
+of each epoch (which the client needs anyway for the objective and the callbacks).  When
+the scheduler reports a removed worker, the driver lets go of every task in flight, installs
+the checkpoint on the workers now present (under a new generation, so that a stale task
+still running writes where nobody reads) and submits again from the sub-epoch after it.
+The layouts are left to Dask: a lost layout is recomputed from the task graph that built
+it.  Every block task is a pure function of its inputs and of the row state it is given, so
+the replayed sub-epochs give the same bytes.
 """
 import threading
 import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,7 +39,20 @@ CHECKPOINTS = ("sub-epoch", "epoch")
 
 
 class WorkerLost(RuntimeError):
-    """A worker left the cluster while the epoch ran (handled inside the driver)."""
+    """A worker left the cluster while an epoch ran (handled inside the driver)."""
+
+
+@dataclass
+class _Epoch:
+    """One submitted epoch: its draws, the futures of its sub-epochs, what is checkpointed."""
+
+    number: int
+    schedule: np.ndarray
+    lr: float
+    seed: int
+    block_sse: np.ndarray
+    done: int = 0                                    # sub-epochs checkpointed
+    pending: deque = field(default_factory=deque)    # (s, outputs, snapshots, errors)
 
 
 class BlockEpochDriver:
@@ -43,18 +66,17 @@ class BlockEpochDriver:
     state : dict of ndarray
         The whole model's ``user_factors``, ``item_factors``, ``user_bias``, ``item_bias``,
         ``user_grad_sq`` and ``item_grad_sq`` (accumulators empty without adagrad), in
-        global index order; they are split into blocks and scattered to the owners.
+        global index order; they are split into blocks and installed on the owners.
     checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
-        How often the client gathers the factor blocks: after every sub-epoch (a lost worker
-        costs at most the sub-epochs in flight), or only at the end of each epoch (a lost
-        worker replays the epoch; the client receives the model once per epoch instead of
-        once per sub-epoch).
+        Which states the client gathers and resumes from when a worker is lost: every
+        sub-epoch's, or each epoch's last (a lost worker then costs the epoch in progress;
+        the client receives the model once per epoch instead of once per sub-epoch).
 
     Attributes
     ----------
-    before_sub_epoch : callable or None
-        Called as ``before_sub_epoch(epoch, s)`` before sub-epoch ``s`` of the driver's
-        ``epoch``-th call of :meth:`run_epoch` (from 0) is submitted.
+    after_sub_epoch : callable or None
+        Called as ``after_sub_epoch(epoch, s)`` when sub-epoch ``s`` of the driver's
+        ``epoch``-th epoch (from 0) is checkpointed (sub-epoch checkpoints) or completes.
     stats : dict
         ``block_tasks`` submitted, ``recoveries``, ``resumed_at`` (epoch, sub-epoch) of each
         recovery, ``checkpoint_bytes`` gathered.
@@ -69,16 +91,19 @@ class BlockEpochDriver:
         self.settings = settings
         self.n_blocks = blocks.n_blocks
         self.owners = dict(blocks.owners)
-        self.before_sub_epoch = None
+        self.after_sub_epoch = None
         self.stats = {"block_tasks": 0, "recoveries": 0, "resumed_at": [],
                       "checkpoint_bytes": 0}
-        self._epochs = 0
+        self.token = uuid.uuid4().hex
+        self._generation = 0
+        self._epochs = deque()
+        self._next_number = 0
         self._lost = threading.Event()
         self._rows = [self._row_slice(state, r) for r in range(self.n_blocks)]
         self._cols = [self._col_slice(state, c) for c in range(self.n_blocks)]
-        self._row_futures = self._col_futures = None
-        self._scatter_checkpoint()
+        self._row_after = self._col_futures = None
         client.subscribe_topic("all", self._on_event)
+        self._install_checkpoint()
 
     # ------------------------------------------------------------------ state
     def _row_slice(self, state, r):
@@ -106,23 +131,30 @@ class BlockEpochDriver:
             if len(grad):
                 state["item_grad_sq"][cols] = grad
 
-    def _scatter_checkpoint(self):
-        """Scatter the checkpoint to the owners, moving row blocks of departed workers to
-        the least loaded live ones; retried while workers come and go."""
+    def _install_checkpoint(self):
+        """Install the checkpoint on the owners under a new generation, moving row blocks of
+        departed workers to the least loaded live ones; retried while workers come and go."""
         deadline = time.monotonic() + WORKERS_BACK_SECONDS
+        self._generation += 1
+        client = self.client
         while True:
-            live = worker_addresses(self.client)
+            live = worker_addresses(client)
             if live:
                 for r, owner in list(self.owners.items()):
                     if owner not in live:
                         load = {w: sum(o == w for o in self.owners.values()) for w in live}
                         self.owners[r] = min(live, key=lambda w: (load[w], w))
                 try:
-                    scatter = self.client.scatter
-                    self._row_futures = [scatter(self._rows[r], workers=[self.owners[r]],
-                                                 hash=False) for r in range(self.n_blocks)]
-                    self._col_futures = [scatter(self._cols[c], workers=[self.owners[c]],
-                                                 hash=False) for c in range(self.n_blocks)]
+                    rows = [client.scatter(self._rows[r], workers=[self.owners[r]], hash=False)
+                            for r in range(self.n_blocks)]
+                    self._row_after = [
+                        client.submit(_blocks.install_row, self.token, self._generation, r,
+                                      rows[r], workers=[self.owners[r]],
+                                      allow_other_workers=False, pure=False)
+                        for r in range(self.n_blocks)]
+                    self._col_futures = [client.scatter(self._cols[c], workers=[self.owners[c]],
+                                                        hash=False)
+                                         for c in range(self.n_blocks)]
                     return
                 except (KeyError, OSError):
                     pass            # a chosen worker left in the meantime
@@ -163,76 +195,99 @@ class BlockEpochDriver:
         if self._lost.wait(patience):
             raise WorkerLost()
 
-    def _recover(self, progress):
-        for futures in (self._row_futures, self._col_futures):
-            self.client.cancel([f for f in futures if f is not None])
+    def _recover(self):
+        """Let go of everything in flight, install the checkpoint again and resubmit every
+        queued epoch from its first sub-epoch not checkpointed."""
+        futures = list(self._row_after) + list(self._col_futures)
+        for epoch in self._epochs:
+            for _, outputs, snapshots, errors in epoch.pending:
+                futures += list(outputs.values()) + list(snapshots.values()) + list(errors.values())
+            epoch.pending.clear()
+        _release(futures)
         self._lost.clear()
         self.stats["recoveries"] += 1
-        self.stats["resumed_at"].append((self._epochs, progress))
-        self._scatter_checkpoint()
+        first = self._epochs[0]
+        self.stats["resumed_at"].append((first.number, first.done))
+        self._install_checkpoint()
+        for epoch in self._epochs:
+            self._submit(epoch, epoch.done)
 
-    # ------------------------------------------------------------------ the epoch
-    def run_epoch(self, schedule, lr, seed):
-        """Run one epoch: the B sub-epochs of `schedule` with learning rate `lr` and seed.
+    # ------------------------------------------------------------------ epochs
+    def submit_epoch(self, schedule, lr, seed):
+        """Submit one epoch (the B sub-epochs of `schedule` with learning rate `lr` and seed)
+        after those already submitted; :meth:`finish_epoch` returns its errors."""
+        epoch = _Epoch(self._next_number, np.asarray(schedule), lr, seed,
+                       np.zeros(self.n_blocks * self.n_blocks))
+        self._next_number += 1
+        self._epochs.append(epoch)
+        self._submit(epoch, 0)
+
+    def _submit(self, epoch, first):
+        client, n_blocks = self.client, self.n_blocks
+        snapshot_every = self.checkpoint == "sub-epoch"
+        for s in range(first, n_blocks):
+            snapshot = snapshot_every or s == n_blocks - 1
+            outputs, snapshots, errors = {}, {}, {}
+            for blk in epoch.schedule[s]:
+                blk = int(blk)
+                r, c = divmod(blk, n_blocks)
+                owner = [self.owners[r]]
+                tag = (epoch.number, s) if snapshot else None
+                out = client.submit(_blocks.run_block, self.blocks.layouts[blk],
+                                    self._row_after[r], self._col_futures[c], self.token,
+                                    self._generation, self.settings, epoch.lr, epoch.seed,
+                                    tag, workers=owner, allow_other_workers=False, pure=False)
+                self._row_after[r] = self._col_futures[c] = out
+                self.stats["block_tasks"] += 1
+                if snapshot:
+                    outputs[blk] = out
+                    snapshots[r] = client.submit(_blocks.take_snapshot, out, self.token,
+                                                 self._generation, r, tag, workers=owner,
+                                                 allow_other_workers=False, pure=False)
+                else:
+                    errors[blk] = client.submit(_blocks.block_error, out, workers=owner,
+                                                allow_other_workers=False, pure=False)
+            epoch.pending.append((s, outputs, snapshots, errors))
+
+    def finish_epoch(self):
+        """Wait for the oldest submitted epoch, checkpointing as configured, and recover
+        from lost workers on the way.
 
         Returns
         -------
         ndarray of float64, shape (n_blocks ** 2,)
             Each block's sum of squared errors (add them in index order for the epoch's).
         """
-        block_sse = np.zeros(self.n_blocks * self.n_blocks)
-        progress = [0]
+        epoch = self._epochs[0]
         while True:
             try:
-                self._sub_epochs(schedule, lr, seed, progress, block_sse)
+                while epoch.pending:
+                    self._checkpoint(epoch, epoch.pending[0])
+                    epoch.pending.popleft()
                 break
             except WorkerLost:
-                self._recover(progress[0])
-        self._epochs += 1
-        return block_sse
+                self._recover()
+        self._epochs.popleft()
+        return epoch.block_sse
 
-    def _sub_epochs(self, schedule, lr, seed, progress, block_sse):
-        client, n_blocks = self.client, self.n_blocks
-        pending = None
-        for s in range(progress[0], n_blocks):
-            if self.before_sub_epoch is not None:
-                self.before_sub_epoch(self._epochs, s)
-            outputs = {}
-            for blk in schedule[s]:
-                r, c = divmod(int(blk), n_blocks)
-                out = client.submit(_blocks.run_block, self.blocks.layouts[int(blk)],
-                                    self._row_futures[r], self._col_futures[c], self.settings,
-                                    lr, seed, workers=[self.owners[r]],
-                                    allow_other_workers=True, pure=False)
-                self._row_futures[r] = out
-                # Pinned (loosely) to the owner too: left free, the scheduler may run it on an
-                # idle worker and drag the row state along with the column state.
-                self._col_futures[c] = client.submit(_blocks.column_state, out,
-                                                     workers=[self.owners[r]],
-                                                     allow_other_workers=True, pure=False)
-                outputs[int(blk)] = out
-                self.stats["block_tasks"] += 1
-            if self.checkpoint == "sub-epoch":
-                if pending is not None:
-                    self._checkpoint(pending, progress, block_sse)
-                pending = (s, outputs, {})
-            else:
-                # Only the last sub-epoch's outputs hold the epoch's state; of the others
-                # the client needs the errors alone.
-                sses = dict(pending[2]) if pending else {}
-                for blk, out in (pending[1] if pending else {}).items():
-                    sses[blk] = client.submit(_blocks.block_error, out,
-                                              workers=[self.owners[blk // n_blocks]],
-                                              allow_other_workers=True, pure=False)
-                pending = (s, outputs, sses)
-        if pending is not None:
-            self._checkpoint(pending, progress, block_sse)
+    def discard_epochs(self):
+        """Let go of the epochs submitted and not finished (their tasks do not run)."""
+        futures = []
+        for epoch in self._epochs:
+            for _, outputs, snapshots, errors in epoch.pending:
+                futures += list(outputs.values()) + list(snapshots.values()) + list(errors.values())
+        _release(futures)
+        self._epochs.clear()
 
-    def _checkpoint(self, pending, progress, block_sse):
-        """Gather sub-epoch `s`'s block outputs (every row and column block's state) and the
-        errors of earlier blocks not gathered yet; the state becomes the checkpoint."""
-        s, outputs, sses = pending
-        futures = list(outputs.values()) + list(sses.values())
+    def run_epoch(self, schedule, lr, seed):
+        """Submit one epoch and wait for it; see :meth:`finish_epoch`."""
+        self.submit_epoch(schedule, lr, seed)
+        return self.finish_epoch()
+
+    def _checkpoint(self, epoch, pending):
+        """Gather sub-epoch `s`'s errors, and its states when it is checkpointed."""
+        s, outputs, snapshots, errors = pending
+        futures = list(outputs.values()) + list(snapshots.values()) + list(errors.values())
         self._wait(futures)
         try:
             values = self.client.gather(futures)
@@ -241,22 +296,43 @@ class BlockEpochDriver:
             raise
         if self._lost.is_set():
             raise WorkerLost()
-        for blk, sse in zip(sses, values[len(outputs):]):
-            block_sse[blk] = sse
-        rows, cols = list(self._rows), list(self._cols)
-        for blk, output in zip(outputs, values[:len(outputs)]):
-            r, c = divmod(blk, self.n_blocks)
-            rows[r], cols[c] = output.row, output.col
-            block_sse[blk] = output.sse
-        self._rows, self._cols = rows, cols
-        self.stats["checkpoint_bytes"] += sum(a.nbytes for output in values[:len(outputs)]
-                                              for a in output.row + output.col)
-        progress[0] = s + 1
+        n_out, n_snap = len(outputs), len(snapshots)
+        for blk, sse in zip(errors, values[n_out + n_snap:]):
+            epoch.block_sse[blk] = sse
+        if outputs:
+            rows, cols = list(self._rows), list(self._cols)
+            for blk, output in zip(outputs, values[:n_out]):
+                cols[blk % self.n_blocks] = output.col
+                epoch.block_sse[blk] = output.sse
+            for r, row in zip(snapshots, values[n_out:n_out + n_snap]):
+                rows[r] = row
+            self._rows, self._cols = rows, cols
+            self.stats["checkpoint_bytes"] += sum(
+                a.nbytes for state in values[:n_out + n_snap]
+                for a in (state.col if isinstance(state, _blocks.ColumnOutput) else state))
+            epoch.done = s + 1
+        if self.after_sub_epoch is not None:
+            self.after_sub_epoch(epoch.number, s)
 
     def close(self):
-        """Release the factor futures and stop listening to scheduler events."""
+        """Let go of what is in flight, free the row states on the workers and stop listening
+        to scheduler events."""
+        self.discard_epochs()
         try:
             self.client.unsubscribe_topic("all")
+            self.client.run(_blocks.drop_rows, self.token)
         except Exception:  # noqa: BLE001 - the client may already be closing
             pass
-        self._row_futures = self._col_futures = None
+        self._row_after = self._col_futures = None
+
+
+def _release(futures):
+    """Let go of `futures`: the scheduler forgets tasks that nobody wants (queued ones never
+    run, running ones are discarded).  Not ``client.cancel``: cancelling a task together with
+    one of its dependents trips an assertion in the scheduler (dask 2026.8), which then drops
+    the client's connection."""
+    seen = set()
+    for future in futures:
+        if id(future) not in seen:
+            seen.add(id(future))
+            future.release()

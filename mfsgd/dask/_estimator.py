@@ -73,7 +73,7 @@ class DaskMatrixFactorization(ParamsMixin):
         return {name: value for name, value in self.get_params().items()
                 if name not in ("client", "checkpoint")}
 
-    def fit(self, ddf, user="user", item="item", rating="rating"):
+    def fit(self, ddf, user="user", item="item", rating="rating", validation=None):
         """Train on the ratings of a dask DataFrame from fresh random factors.
 
         Parameters
@@ -82,6 +82,11 @@ class DaskMatrixFactorization(ParamsMixin):
             One row per rating: raw user id, raw item id (integers or strings) and rating.
         user, item, rating : str
             Column names.
+        validation : dask.dataframe.DataFrame, optional
+            Ratings with the same columns, whose RMSE is recorded in `history_` after every
+            epoch and drives early stopping when `early_stopping` is on.  Unlike the training
+            ratings, they are gathered on the client (as a :class:`mfsgd.Ratings`), so that
+            the RMSE is the local fit's to the bit.
 
         Returns
         -------
@@ -91,29 +96,37 @@ class DaskMatrixFactorization(ParamsMixin):
         ------
         ValueError, TypeError
             Before any epoch runs: a missing column, a non-finite rating, a (user, item)
-            pair rated twice, no ratings, a closed client, or bad parameters.
+            pair rated twice, no ratings, a closed client, bad parameters, or
+            `early_stopping` without `validation`.
         """
         local = MatrixFactorization(**self._local_params())
         params = local._checked_params()
         if self.checkpoint not in CHECKPOINTS:
             raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got "
                              f"{self.checkpoint!r}")
-        if self.early_stopping:
-            raise ValueError("early_stopping is not supported by DaskMatrixFactorization yet")
+        if self.early_stopping and validation is None:
+            raise ValueError("early_stopping needs validation= (a dask DataFrame of ratings) "
+                             "with DaskMatrixFactorization: it does not hold out a fraction of "
+                             "the training ratings")
         client = _pipeline.resolve_client(self.client)
         frame = _pipeline.rating_frame(ddf, user, item, rating)
+        valid_frame = None if validation is None else _pipeline.rating_frame(
+            validation, user, item, rating, name="validation")
         indexed = _pipeline.index_ratings(client, frame, user, item, rating)
+        valid_ratings = None if valid_frame is None else _pipeline.gather_ratings(
+            client, valid_frame, user, item, rating)
         rng = np.random.default_rng(self.random_state)
         self._forget_fit()
         n_blocks = self._init_local(local, indexed, params, rng)
         row_block, col_block, seed = _pipeline.draw_assignment(indexed, n_blocks, rng)
         blocks = _pipeline.place_blocks(client, indexed, row_block, col_block, n_blocks, seed)
         del indexed
+        valid = None if valid_ratings is None else local._indexed_pairs(valid_ratings)
         self.blocks_ = blocks
         local.history_ = []
         self._local = local
         try:
-            self._train(client, local, blocks, params)
+            self._train(client, local, blocks, params, valid)
         except DivergenceError:
             self._forget_fit()
             raise
@@ -146,14 +159,20 @@ class DaskMatrixFactorization(ParamsMixin):
         local._user_counts = indexed.user_counts.astype(np.float64)
         local._item_counts = indexed.item_counts.astype(np.float64)
         local._n_train = indexed.n_ratings
+        local.item_titles_ = None
         if self.n_blocks == "auto":
             return auto_n_blocks(n_users, n_items, indexed.n_ratings, k,
                                  local.user_factors_.itemsize)
         return min(check_int("n_blocks", self.n_blocks, 1), n_users, n_items)
 
-    def _train(self, client, local, blocks, params):
-        """The epoch loop of ``MatrixFactorization._run_epochs`` with the kernel call replaced
-        by one distributed epoch (no validation, no early stopping)."""
+    def _train(self, client, local, blocks, params, valid):
+        """The epoch loop of ``MatrixFactorization._train_epochs`` with the kernel calls
+        replaced by distributed epochs.
+
+        Epoch e + 1 is submitted before epoch e's end is processed (penalty, validation,
+        callbacks), with its schedule and seed drawn from a copy of the generator; the
+        generator itself draws them only once epoch e has not stopped training, so that
+        its state, and every draw, are those of a local fit."""
         if params["non_negative"]:
             np.maximum(local.user_factors_, 0, out=local.user_factors_)
             np.maximum(local.item_factors_, 0, out=local.item_factors_)
@@ -163,42 +182,77 @@ class DaskMatrixFactorization(ParamsMixin):
                                           blocks.n_blocks)
         driver = BlockEpochDriver(client, blocks, settings, state, self.checkpoint)
         self._driver = driver
-        reporter = EpochReporter(params["n_epochs"], self.verbose, self.show_progress, False)
+        n_epochs, early_stopping = params["n_epochs"], self.early_stopping
+        n_blocks = blocks.n_blocks
+        reporter = EpochReporter(n_epochs, self.verbose, self.show_progress, valid is not None)
+        best_rmse, best_state, waited = np.inf, None, 0
         try:
-            for _ in range(params["n_epochs"]):
+            if n_epochs:
+                driver.submit_epoch(*self._epoch_draws(local, local._rng, 0, params, n_blocks))
+            clock = time.perf_counter()
+            for e in range(n_epochs):
                 epoch = local._epochs_done
-                lr = local._epoch_learning_rate(params, epoch)
-                schedule = epoch_schedule(blocks.n_blocks, local._rng)
-                seed = int(local._rng.integers(0, 2**63))
-                start = time.perf_counter()
-                block_sse = driver.run_epoch(schedule, lr, seed)
+                ahead = None
+                if e + 1 < n_epochs:
+                    ahead = self._epoch_draws(local, copy.deepcopy(local._rng), epoch + 1, params,
+                                               n_blocks)
+                    driver.submit_epoch(*ahead)
+                block_sse = driver.finish_epoch()
                 sse = 0.0
                 for value in block_sse.tolist():   # block-index order, as the kernel adds
                     sse += value
                 driver.write_state(state)
-                seconds = time.perf_counter() - start
+                now = time.perf_counter()
+                seconds, clock = now - clock, now
+                lr = local._epoch_learning_rate(params, epoch)
                 penalty = local._penalty(params)
                 local._check_finite(sse, penalty, lr, epoch)
                 local._epochs_done += 1
                 record = {"epoch": local._epochs_done, "learning_rate": lr,
-                          "train_rmse": float(np.sqrt(sse / local._n_train)),
-                          "objective": sse + penalty, "seconds": seconds}
+                          "train_rmse": float(np.sqrt(sse / local._n_train))}
+                if valid is not None:
+                    record["valid_rmse"] = local._rmse_on(valid, params["n_threads"])
+                record["objective"] = sse + penalty
+                record["seconds"] = seconds
+                if early_stopping:
+                    improved = record["valid_rmse"] < best_rmse - params["tol"]
+                    record["best"] = bool(improved)
+                    if improved:
+                        best_rmse, waited = record["valid_rmse"], 0
+                        best_state = (local._epochs_done, local._state_arrays(copy=True))
+                    else:
+                        waited += 1
                 local.history_.append(record)
                 self.history_ = local.history_
                 reporter.epoch(record)
                 stop = any([bool(callback(record, self)) for callback in params["callbacks"]])
-                if stop:
+                if stop or (early_stopping and waited >= params["patience"]):
                     break
+                if ahead is not None:
+                    drawn = self._epoch_draws(local, local._rng, epoch + 1, params, n_blocks)
+                    if not (np.array_equal(drawn[0], ahead[0]) and drawn[2] == ahead[2]):
+                        raise RuntimeError("the epoch submitted ahead was drawn differently "
+                                           "from the generator's next draws")
         finally:
             reporter.close()
             self.driver_stats_ = dict(driver.stats)
             driver.close()
-            local.user_factors_ = np.ascontiguousarray(local.user_factors_)
-            local.item_factors_ = np.ascontiguousarray(local.item_factors_)
+        if early_stopping and best_state is not None:
+            local.best_epoch_ = best_state[0]
+            local._restore_state(best_state[1])
+            self.best_epoch_ = local.best_epoch_
         self.history_ = local.history_
         for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_",
                      "rating_range_", "global_mean_"):
             setattr(self, name, getattr(local, name))
+
+    @staticmethod
+    def _epoch_draws(local, rng, epoch, params, n_blocks):
+        """(schedule, learning rate, seed) of epoch `epoch` (from 0), drawn from `rng` in
+        the order of a local epoch."""
+        schedule = epoch_schedule(n_blocks, rng)
+        seed = int(rng.integers(0, 2**63))
+        return schedule, local._epoch_learning_rate(params, epoch), seed
 
     def to_local(self, seen=True):
         """The fitted model as a plain :class:`mfsgd.MatrixFactorization`.

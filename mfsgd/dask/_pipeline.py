@@ -49,17 +49,27 @@ def resolve_client(client):
     return client
 
 
-def rating_frame(ddf, user, item, rating):
-    """The three columns of `ddf` that training reads, checked to exist."""
+def rating_frame(ddf, user, item, rating, name="ddf"):
+    """The three columns of `ddf` that training reads, checked to exist (`name`: the
+    argument, for error messages)."""
     import dask.dataframe as dd
 
     if not isinstance(ddf, dd.DataFrame):
-        raise TypeError(f"ddf must be a dask.dataframe.DataFrame, got {type(ddf).__name__}")
+        raise TypeError(f"{name} must be a dask.dataframe.DataFrame, got {type(ddf).__name__}")
     for argument, column in (("user", user), ("item", item), ("rating", rating)):
         if column not in ddf.columns:
-            raise ValueError(f"{argument}={column!r} is not a column of ddf "
+            raise ValueError(f"{argument}={column!r} is not a column of {name} "
                              f"(columns: {list(ddf.columns)})")
     return ddf[[user, item, rating]]
+
+
+def gather_ratings(client, frame, user, item, rating):
+    """The ratings of a (small) dask DataFrame from :func:`rating_frame`, gathered on the
+    client as a :class:`mfsgd.Ratings` (checked, with its errors, as ``from_dataframe``)."""
+    from ..ratings import Ratings
+
+    return Ratings.from_dataframe(client.compute(frame).result(), user=user, item=item,
+                                  rating=rating, timestamp=False)
 
 
 def _float32_grain(values):
@@ -196,7 +206,8 @@ def index_ratings(client, frame, user, item, rating):
              for i, p in enumerate(partitions)]
     summary = tree_reduce(client, scans, merge_scans).result()
     if summary is None:
-        raise ValueError("ratings is empty: a rating set needs at least one rating")
+        raise ValueError(f"ddf[{rating!r}] (ratings) is empty: no ratings to build a rating "
+                         f"set from")
     user_ids, item_ids = summary["users"], summary["items"]
     ids = [graph_constant(client, user_ids), graph_constant(client, item_ids)]
     mapped = [client.submit(index_partition, p, user, item, rating, ids[0], ids[1], pure=False)
