@@ -7,9 +7,9 @@ and seed, alternating the two for ``--repeats`` rounds, and reports:
 
 - seconds per epoch (median of the epochs after the first, median over rounds) of both;
 - the distributed fit's preparation time (reading Parquet to laid-out blocks);
-- bytes moved between workers per sub-epoch (the workers' outgoing transfer counters, which
-  count transfers to other workers, read between epochs) and bytes gathered by the client
-  per sub-epoch (the checkpoint), with ``checkpoint="sub-epoch"`` and ``"epoch"``;
+- bytes moved between workers per sub-epoch (the workers' logs of transfers to other
+  workers, read between epochs) and bytes gathered by the client per sub-epoch (the
+  checkpoint), with ``checkpoint="sub-epoch"`` and ``"epoch"``;
 - the scheduler's overhead per task: no-op tasks submitted in a batch (throughput) and
   one after another (round trip);
 - whether the two fits gave bit-identical factors.
@@ -59,8 +59,11 @@ def _write_parquet(users, items, ratings, directory, n_files):
                      ).to_parquet(directory / f"part-{j:03d}.parquet", index=False)
 
 
-def _outgoing_bytes(dask_worker):
-    return dask_worker.transfer_outgoing_bytes_total
+def _peer_bytes(dask_worker):
+    """Bytes this worker has sent to other workers (its transfer log names the peer; data
+    the client gathers is logged without one)."""
+    return sum(entry["total"] for entry in dask_worker.transfer_outgoing_log
+               if entry.get("who"))
 
 
 def _noop(x):
@@ -128,7 +131,7 @@ def _dask_fit(client, parquet, params, checkpoint, local):
     transfers = []
 
     def read_transfers(record, model):
-        transfers.append(sum(client.run(_outgoing_bytes).values()))
+        transfers.append(sum(client.run(_peer_bytes).values()))
 
     import distributed
 

@@ -130,6 +130,23 @@ def test_blocks_are_the_local_layout_sliced(client, frame, n_partitions, n_block
         assert where[future.key] == (blocks.owners[blk // n_blocks],)
 
 
+def test_run_shuffle_order_is_the_kernels_fisher_yates():
+    """All runs shuffled at once in numpy make the swaps of ``fill_layout``'s per-run
+    shuffle (``permutation(stream_seed(seed, run), length)``), for long and short runs."""
+    from mfsgd import _sgd
+    from mfsgd.dask._blocks import run_shuffle_order
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        lengths = rng.integers(1, rng.integers(2, 400), size=rng.integers(1, 300))
+        run_ptr = np.concatenate([[7], 7 + np.cumsum(lengths)]).astype(np.int64)
+        seed, first = int(rng.integers(0, 2**63)), int(rng.integers(0, 10**9))
+        expected = np.arange(int(lengths.sum()))
+        for j, (a, b) in enumerate(zip(run_ptr[:-1] - 7, run_ptr[1:] - 7)):
+            expected[a:b] = a + _sgd.permutation(_sgd.stream_seed(seed, first + j), int(b - a))
+        assert np.array_equal(run_shuffle_order(run_ptr, first, seed), expected)
+
+
 PARAMETER_SETS = [
     dict(n_factors=5, n_epochs=3, n_blocks=3, random_state=3),
     dict(n_factors=16, n_epochs=3, n_blocks=2, learning_rate_schedule="adagrad",

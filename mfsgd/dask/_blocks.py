@@ -137,6 +137,76 @@ def _run_starts(users):
     return np.concatenate([[0], change]).astype(np.int64)
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_STREAM = np.uint64(0xD1B54A32D192ED03)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def _splitmix64(state):
+    """The kernel's ``mf_splitmix64`` on an array of generator states (advanced in place)."""
+    state += _GOLDEN
+    z = state ^ (state >> np.uint64(30))
+    z *= _MIX1
+    z ^= z >> np.uint64(27)
+    z *= _MIX2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def _below(state, n):
+    """The kernel's ``mf_below(state, n)``: the high 64 bits of a 64 x 64-bit product,
+    exact in uint64 as (hi * n + (lo * n >> 32)) >> 32 for n < 2**32."""
+    x = _splitmix64(state)
+    return ((x >> np.uint64(32)) * n + (((x & _LOW32) * n) >> np.uint64(32))) >> np.uint64(32)
+
+
+def run_shuffle_order(run_ptr, first_run, seed):
+    """The order in which ``_sgd.fill_layout`` leaves the ratings of these runs.
+
+    fill_layout shuffles run ``j`` of the whole layout with the Fisher-Yates of
+    ``mf_shuffle_pairs`` seeded by ``stream_seed(seed, j)``; a block alone cannot call it
+    with global run numbers, so the same swaps are made here for runs ``first_run + j``,
+    all runs at once (step i swaps position i of every run longer than i), in numpy.
+
+    Parameters
+    ----------
+    run_ptr : ndarray of int64
+        Run boundaries (``run_ptr[0]`` is the first rating).
+    first_run : int
+        Global number of the first run.
+    seed : int
+        The layout seed.
+
+    Returns
+    -------
+    ndarray of int64
+        ``order[p]``: the position, in CSR order, of the rating that ends at position p.
+    """
+    order = np.arange(int(run_ptr[-1] - run_ptr[0]), dtype=np.int64)
+    lengths = np.diff(run_ptr)
+    runs = np.flatnonzero(lengths > 1)
+    if len(runs) == 0:
+        return order
+    runs = runs[np.argsort(-lengths[runs], kind="stable")]
+    lengths = lengths[runs]
+    starts = run_ptr[runs] - run_ptr[0]
+    state = np.uint64(seed) ^ ((runs.astype(np.uint64) + np.uint64(first_run + 1)) * _STREAM)
+    state = _splitmix64(state)                       # mf_stream_seed
+    active = 0
+    # Runs sorted longest first: those longer than i are a prefix, growing as i falls.
+    for i in range(int(lengths[0]) - 1, 0, -1):
+        while active < len(runs) and lengths[active] > i:
+            active += 1
+        a = starts[:active] + i
+        b = starts[:active] + _below(state[:active], np.uint64(i + 1)).astype(np.int64)
+        held = order[a]
+        order[a] = order[b]
+        order[b] = held
+    return order
+
+
 def layout_block(group, c, n_blocks, first_run, seed):
     """Lay out block (group.r, c) as the local layout does.
 
@@ -161,15 +231,7 @@ def layout_block(group, c, n_blocks, first_run, seed):
     starts = _run_starts(users)
     run_user = np.ascontiguousarray(users[starts], dtype=np.int32)
     run_ptr = np.append(starts, len(users)).astype(np.int64)
-    lengths = np.diff(run_ptr)
-    # fill_layout seeds each run's shuffle by its index in the whole layout; a block alone
-    # cannot call it with global run numbers, so the same Fisher-Yates permutation is drawn
-    # per run from the kernel's own generator.  Runs of one rating stay as they are.
-    order = np.arange(len(users), dtype=np.int64)
-    for j in np.flatnonzero(lengths > 1):
-        a, b = run_ptr[j], run_ptr[j + 1]
-        np.add(_sgd.permutation(_sgd.stream_seed(seed, first_run + int(j)), int(b - a)), a,
-               out=order[a:b])
+    order = run_shuffle_order(run_ptr, first_run, seed)
     items = np.ascontiguousarray(items[order], dtype=np.int32)
     ratings = np.ascontiguousarray(values[order], dtype=np.float32)
     return BlockLayout(group.r * n_blocks + c, n_blocks, run_user, run_ptr, items, ratings)
@@ -296,6 +358,23 @@ def run_block(layout, row_after, col_state, token, generation, settings, lr, see
             P[:, :k].copy(), user_bias.copy(), user_grad.copy())     # P itself changes
     return ColumnOutput((np.ascontiguousarray(Q[:, :k]), item_bias, item_grad),
                         float(block_sse[blk]))
+
+
+def _state_nbytes(state):
+    return sum(array.nbytes for array in state)
+
+
+def _register_sizes():
+    """Tell Dask the sizes of the objects passed between tasks (its fallback,
+    ``sys.getsizeof``, sees 56 bytes for a dataclass holding megabytes of arrays), so that
+    its memory accounting, transfer statistics and placement decisions see the real bytes."""
+    from dask.sizeof import sizeof
+
+    sizeof.register(ColumnOutput)(lambda output: _state_nbytes(output.col) + 64)
+    sizeof.register(BlockLayout)(lambda layout: layout.nbytes + 64)
+
+
+_register_sizes()
 
 
 def block_error(output):
