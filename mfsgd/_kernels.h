@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 enum { MF_BIASED = 1, MF_ADAGRAD = 2, MF_NONNEG = 4 };
 
@@ -230,6 +231,20 @@ static inline const char *mf_select_isa(const char *wanted)
 static inline const char *mf_isa_for(int k) { return MF_IS_WIDE(k, 4) ? mf_isa_wide : mf_isa_narrow; }
 
 
+
+/* Seconds on a monotonic clock where there is one (per-block timing). */
+static inline double mf_seconds(void)
+{
+    struct timespec ts;
+#if defined(MF_THREAD_CLOCK)
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+#elif defined(CLOCK_MONOTONIC)
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    timespec_get(&ts, TIME_UTC);
+#endif
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 #ifdef _OPENMP
 static const int mf_have_openmp = 1;

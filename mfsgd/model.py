@@ -1,6 +1,5 @@
 """The estimator: parameters, input checks, the epoch schedule, history, predict and score."""
 import hashlib
-import os
 import time
 import warnings
 
@@ -15,6 +14,7 @@ from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, 
                       kernel_factors)
 from ._progress import EpochReporter
 from ._seen import grown_indptr, merged_seen, seen_from_ratings
+from ._threads import usable_cpus
 from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
                           check_float, check_int)
 
@@ -82,7 +82,9 @@ class MatrixFactorization(ParamsMixin):
         segment-shuffled order). "auto" picks 2, 4, 8 or 16 from the data size and k (see
         ``mfsgd._layout.auto_n_blocks``). Results depend on it, not on the thread count.
     n_threads : int or None, default=None
-        OpenMP threads; None uses all cores.
+        Most OpenMP threads; None uses as many as the CPUs this process may use (its
+        affinity mask, capped by a container's CPU quota).  Each step of training gets fewer
+        when its work is too small to pay for more threads.
     random_state : int, numpy Generator or None
         Seed of the initial factors and of the visiting order.
     dtype : {np.float32, np.float64}, default=np.float32
@@ -170,7 +172,7 @@ class MatrixFactorization(ParamsMixin):
 
     def _thread_count(self):
         if self.n_threads is None:
-            return os.cpu_count() or 1
+            return usable_cpus()
         return check_int("n_threads", self.n_threads, 1)
 
     # ------------------------------------------------------------------ training
@@ -359,7 +361,7 @@ class MatrixFactorization(ParamsMixin):
             for _ in range(n_epochs):
                 epoch = self._epochs_done
                 lr = self._epoch_learning_rate(params, epoch)
-                schedule = epoch_schedule(layout.n_blocks, self._rng)
+                schedule = layout.schedule = epoch_schedule(layout.n_blocks, self._rng)
                 seed = int(self._rng.integers(0, 2**63))
                 start = time.perf_counter()
                 sse = _sgd.sgd_epoch(
@@ -367,7 +369,8 @@ class MatrixFactorization(ParamsMixin):
                     self._user_grad_sq, self._item_grad_sq, layout.block_ptr, layout.run_user,
                     layout.run_ptr, layout.items, layout.ratings, schedule, layout.order,
                     layout.block_sse, self.global_mean_, lr, params["regularization"],
-                    params["bias_regularization"], flags, seed, params["n_threads"])
+                    params["bias_regularization"], flags, seed, params["n_threads"],
+                    layout.block_seconds)
                 seconds = time.perf_counter() - start
                 penalty = self._penalty(params)
                 self._check_finite(sse, penalty, lr, epoch)

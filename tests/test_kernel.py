@@ -166,7 +166,7 @@ def test_kernel_matches_numpy_reference(biased, n_blocks, k):
         sse = _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
                              layout.run_ptr, layout.items, layout.ratings, schedule,
                              layout.order, layout.block_sse, mu, lr, reg, bias_reg, flags,
-                             seed, 2)
+                             seed, 2, min_work_per_thread=0)
         ref_sse = reference_epoch(*ref, layout, schedule, seed, mu, lr, reg, bias_reg, biased)
         assert sse == pytest.approx(ref_sse, rel=1e-9)
     for got, want in zip([P, Q, bu, bi], ref):
@@ -198,7 +198,8 @@ def test_kernel_on_padded_rows_matches_numpy_reference(k, adagrad):
         seed = int(rng.integers(0, 2**63))
         sse = _sgd.sgd_epoch(P, Q, bu, bi, *grads, layout.block_ptr, layout.run_user,
                              layout.run_ptr, layout.items, layout.ratings, schedule,
-                             layout.order, layout.block_sse, 3.5, 0.05, 0.03, 0.01, flags, seed, 2)
+                             layout.order, layout.block_sse, 3.5, 0.05, 0.03, 0.01, flags, seed, 2,
+                             min_work_per_thread=0)
         ref_sse = reference_epoch(*ref, layout, schedule, seed, 3.5, 0.05, 0.03, 0.01, True,
                                   ref_grads)
         assert sse == pytest.approx(ref_sse, rel=1e-9)
