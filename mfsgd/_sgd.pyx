@@ -11,8 +11,9 @@ blocks of sub-epoch s, which share no row block and no column block.  Within a b
 (users) are visited segment by segment: the block's runs are cut into segments of 32
 consecutive runs, the segments visited in the order of a Fisher-Yates permutation drawn from
 splitmix64(stream_seed(epoch_seed, block)), the runs of a segment in stored order (see
-:func:`block_order`); within a run, ratings in stored order (shuffled once by
-`build_layout`).  Blocks of one sub-epoch touch disjoint factor rows, so they run on
+:func:`block_order`).  The kernel works through that order in LANES lanes: each lane holds a
+run, the lanes apply one rating each in turn (ratings within a run in stored order, shuffled
+once by `build_layout`), and a lane whose run ends takes the next run of the order.  Blocks of one sub-epoch touch disjoint factor rows, so they run on
 any number of threads with bit-identical results; per-block error sums are added in block
 order for the same reason.
 """
@@ -32,6 +33,7 @@ cdef extern from "_kernels.h" nogil:
     uint64_t mf_stream_seed(uint64_t seed, uint64_t stream)
     void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
     int MF_SEGMENT_RUNS
+    int MF_LANES
     void mf_block_order(int32_t *out, int64_t n, uint64_t seed, int32_t *segments)
     void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, uint64_t seed)
     double mf_sgd_block_f32(float *P, float *Q, float *bu, float *bi, float *gp, float *gq,
@@ -55,6 +57,7 @@ FLAG_ADAGRAD = MF_ADAGRAD
 FLAG_NONNEG = MF_NONNEG
 HAVE_OPENMP = bool(mf_have_openmp)
 SEGMENT_RUNS = MF_SEGMENT_RUNS
+LANES = MF_LANES
 
 
 def select_isa(str wanted="auto"):

@@ -54,9 +54,9 @@ def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
 def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased,
                     grad_sq=None):
     """One epoch in NumPy, visiting ratings in the order the kernel documents: per sub-epoch,
-    per block, runs in the seeded segment order taken two at a time (A, B) and interleaved as
-    A[0], B[0], A[1], B[1], ..., then the rest of the longer run.  `grad_sq` = (G_user, G_item)
-    switches to adagrad: row learning rates lr / sqrt(G), G += mean squared gradient."""
+    per block, runs in the seeded segment order worked through in lanes (:func:`lane_order`).
+    `grad_sq` = (G_user, G_item) switches to adagrad: row learning rates lr / sqrt(G),
+    G += mean squared gradient."""
     sse = 0.0
 
     def step(u, j):
@@ -82,14 +82,34 @@ def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg,
         for blk in blocks:
             start, stop = layout.block_ptr[blk], layout.block_ptr[blk + 1]
             runs = [start + r for r in py_block_order(py_stream_seed(seed, int(blk)), int(stop - start))]
-            for a, b in zip(runs[0::2], runs[1::2] + [None]):
-                queues = [(layout.run_user[r], list(range(layout.run_ptr[r], layout.run_ptr[r + 1])))
-                          for r in (a, b) if r is not None]
-                for t in range(max(len(js) for _, js in queues)):
-                    for u, js in queues:
-                        if t < len(js):
-                            sse += step(u, js[t])
+            for u, j in lane_order(layout, runs):
+                sse += step(u, j)
     return sse
+
+
+LANES = 3
+
+
+def lane_order(layout, runs, n_lanes=LANES):
+    """(user, rating position) pairs of `runs` in kernel order: lane l starts with runs[l];
+    round after round, lanes 0, 1, ... each take one rating of their run, and a lane whose
+    run has ended takes the next run of `runs` (from the next round) or falls idle."""
+    queue = iter(runs)
+    lanes = [None] * n_lanes
+
+    def take():
+        r = next(queue, None)
+        return None if r is None else [layout.run_user[r], layout.run_ptr[r], layout.run_ptr[r + 1]]
+
+    lanes = [take() for _ in range(n_lanes)]
+    while any(lane is not None for lane in lanes):
+        for index, lane in enumerate(lanes):
+            if lane is None:
+                continue
+            yield lane[0], lane[1]
+            lane[1] += 1
+            if lane[1] == lane[2]:
+                lanes[index] = take()
 
 
 def test_rng_matches_python_reimplementation():
@@ -100,6 +120,7 @@ def test_rng_matches_python_reimplementation():
 
 def test_block_order_matches_python_reimplementation():
     assert _sgd.SEGMENT_RUNS == SEGMENT_RUNS
+    assert _sgd.LANES == LANES
     for seed, n in [(0, 1), (3, 31), (4, 32), (5, 33), (6, 200), (2**63 - 5, 1000)]:
         order = _sgd.block_order(seed, n)
         assert order.tolist() == py_block_order(seed, n)
@@ -146,10 +167,11 @@ def test_blocks_of_a_sub_epoch_share_no_user_and_no_item():
 @pytest.mark.parametrize("biased", [True, False])
 @pytest.mark.parametrize("n_blocks", [1, 3])
 @pytest.mark.parametrize("k", [5, 32, 112])
-def test_kernel_matches_numpy_reference(biased, n_blocks, k):
+@pytest.mark.parametrize("n_users", [150, 2])
+def test_kernel_matches_numpy_reference(biased, n_blocks, k, n_users):
     """k = 32 and 112 run specialised fast paths, k = 5 the generic one; 150 users make blocks
-    of several segments."""
-    ratings = random_ratings(n_users=150, seed=3)
+    of several segments whose lanes take many runs, 2 users blocks with idle lanes."""
+    ratings = random_ratings(n_users=n_users, seed=3)
     rng = np.random.default_rng(4)
     P = rng.normal(0, 0.1, (ratings.n_users, k))
     Q = rng.normal(0, 0.1, (ratings.n_items, k))
