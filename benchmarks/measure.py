@@ -147,7 +147,8 @@ class ImbalanceRecorder:
 
     def __call__(self, record, model):
         layout = model._layout
-        seconds, schedule = layout.block_seconds, layout.schedule
+        seconds = getattr(layout, "block_seconds", None)  # None in versions without them
+        schedule = getattr(layout, "schedule", None)
         if seconds is None or schedule is None:
             return False
         threads = max(1, min(self.n_threads, schedule.shape[1]))

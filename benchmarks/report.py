@@ -13,6 +13,7 @@ GRID_COLUMNS = [
     ("k", "k"), ("blocks", "blocks"), ("threads", "threads"),
     ("s_epoch", "s/epoch (median)"), ("mupd_s", "Mupd/s"), ("yardstick", "yardstick Mupd/s"),
     ("vs_yardstick", "mfsgd/yardstick"), ("vs_1t", "speed-up vs 1 thread"),
+    ("baseline", "baseline Mupd/s"), ("vs_baseline", "vs baseline"),
     ("imbalance", "block imbalance mean / max"),
     ("peak_mib", "peak RSS in fit (MiB)"), ("increase_mib", "fit increase (MiB)"),
     ("vs_model", "increase / (ratings + factors)"),
@@ -94,6 +95,8 @@ def grid_row(row):
         "blocks": _fmt(row.get("n_blocks")), "threads": str(row["n_threads"]),
         "imbalance": "–" if mean is None else f"{mean:.2f} / {worst:.2f}",
         "vs_model": _fmt(row.get("increase_vs_model"), 2),
+        "baseline": _fmt((row.get("baseline") or {}).get("mupd_s"), 1),
+        "vs_baseline": _fmt(row.get("vs_baseline"), 2),
         "s_epoch": _fmt(row["median_epoch_seconds"], 4), "mupd_s": _fmt(row["mupd_s"], 1),
         "yardstick": _fmt(row.get("yardstick_mupd_s"), 1),
         "vs_yardstick": _fmt(row.get("ratio_vs_yardstick"), 2),
@@ -167,7 +170,8 @@ def speedup_tables(grid):
         ks = sorted({r["n_factors"] for r in rows})
         cell = {(data_label(r.get("skew")), r["n_factors"], r["n_threads"]): r for r in rows}
         lines += ["", f"## Speed-up, {size} ratings, {kind} input: {low} thread(s) Mupd/s / "
-                      f"{high} threads Mupd/s (speed-up), and block imbalance mean / max", "",
+                      f"{high} threads Mupd/s (speed-up; block imbalance mean / max; the "
+                      "baseline's speed-up when measured)", "",
                   "| k | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
         for k in ks:
             out = []
@@ -178,9 +182,12 @@ def speedup_tables(grid):
                     continue
                 mean, worst = b.get("block_imbalance_mean"), b.get("block_imbalance_max")
                 imbalance = "" if mean is None else f"; {mean:.2f} / {worst:.2f}"
+                before = ""
+                if a.get("baseline") and b.get("baseline"):
+                    before = (f"; baseline {a['baseline']['median_epoch_seconds'] / b['baseline']['median_epoch_seconds']:.2f}")
                 out.append(f"{_fmt(a['mupd_s'], 1)} / {_fmt(b['mupd_s'], 1)} "
                            f"({a['median_epoch_seconds'] / b['median_epoch_seconds']:.2f}"
-                           f"{imbalance})")
+                           f"{imbalance}{before})")
             lines.append(f"| {k} | " + " | ".join(out) + " |")
     return lines
 

@@ -107,6 +107,10 @@ def build_parser():
                    help="repeat a measurement during which other processes used over 0.25 core, "
                         "up to this many times, keeping the least disturbed run (default 2 "
                         "with --wait-idle, else 0)")
+    p.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                   help="also measure every configuration with the mfsgd built in DIR (a folder "
+                        "holding an `mfsgd` package, e.g. a checkout of another version built "
+                        "in place) right after this one, and report its speed and the ratio")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--quick", action="store_true",
                    help="under a minute: 1M ratings, k 32 and 128, threads 1 and 2, 3 epochs, "
@@ -136,29 +140,34 @@ def resolve(args):
     return args
 
 
-def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", timeout=6 * 3600):
+def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=None,
+               timeout=6 * 3600):
     """Run measure.measure_fit in a fresh Python process and return its dict.
 
-    The child imports the same mfsgd as this process (its folder goes first on PYTHONPATH)
-    and runs measure.py as a script, so the source checkout is not put on sys.path.
+    The child imports the same mfsgd as this process, or the one in `package_dir` (a folder
+    holding a built ``mfsgd`` package), whose folder goes first on PYTHONPATH, and runs
+    measure.py as a script, so the source checkout is not put on sys.path.
     """
     import mfsgd
     config = {"data": str(npz), "n_factors": n_factors, "n_threads": n_threads,
               "n_epochs": n_epochs, "input": input}
     env = dict(os.environ)
-    parent = str(Path(mfsgd.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in
-                                                    env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    parent = Path(package_dir).resolve() if package_dir else Path(mfsgd.__file__).resolve().parents[1]
+    expected = parent / "mfsgd" / "__init__.py"
+    env["PYTHONPATH"] = os.pathsep.join([str(parent)] + [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     proc = subprocess.run([sys.executable, measure.__file__, json.dumps(config)],
                           capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker failed for {config}:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if Path(result["mfsgd_file"]).resolve() != Path(mfsgd.__file__).resolve():
-        raise RuntimeError(f"worker imported {result['mfsgd_file']}, not {mfsgd.__file__}")
+    if Path(result["mfsgd_file"]).resolve() != expected:
+        raise RuntimeError(f"worker imported {result['mfsgd_file']}, not {expected}")
     return result
 
 
+BASELINE_KEYS = ("mupd_s", "median_epoch_seconds", "fit_seconds", "n_blocks", "test_rmse",
+                 "block_imbalance_mean", "fit_increase_mib", "other_load_cores", "mfsgd_file")
 DISTURBED = 0.25  # cores used by other processes above which a measurement is repeated
 
 
@@ -285,6 +294,13 @@ def run_suite(args, log=print):
                     for t in args.threads:
                         row = least_disturbed(
                             lambda: run_config(ds["npz"], k, t, args.epochs, kind), args)
+                        if args.baseline:
+                            base = least_disturbed(
+                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
+                                                   package_dir=args.baseline), args)
+                            row["baseline"] = {key: base.get(key) for key in BASELINE_KEYS}
+                            row["vs_baseline"] = (base["median_epoch_seconds"]
+                                                  / row["median_epoch_seconds"])
                         row.update(size_label=label, n_ratings_requested=n_ratings,
                                    data_users=ds["users"], data_items=ds["items"],
                                    skew=ds.get("skew"))
@@ -317,6 +333,7 @@ def run_suite(args, log=print):
                "settings": {"ratings": args.ratings, "factors": args.factors,
                             "threads": args.threads, "n_epochs": args.epochs,
                             "skew": args.skew, "inputs": args.inputs,
+                            "baseline": str(args.baseline) if args.baseline else None,
                             "compare": args.compare, "quick": args.quick,
                             "split": "90/10 random (seed 0)", "random_state": 0,
                             "data_source": data_source, "bench_dir": str(bench) if bench else None,

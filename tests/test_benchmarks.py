@@ -68,10 +68,14 @@ def test_counts_parse_and_format(benchmarks):
         benchmarks.data.parse_count("lots")
 
 
-def test_suite_skew_axis_reports_speedup_table_imbalance_and_memory(benchmarks, tmp_path):
+def test_suite_skew_axis_reports_speedup_table_imbalance_memory_and_baseline(benchmarks,
+                                                                             tmp_path):
+    import mfsgd
+    same_build = Path(mfsgd.__file__).resolve().parents[1]  # as a stand-in for another build
     results = benchmarks.suite.main(["--ratings", "20k", "--factors", "4", "--threads", "1,2",
                                      "--epochs", "2", "--compare", "none", "--no-plot",
-                                     "--skew", "0.8,1.4", "--out", str(tmp_path)])
+                                     "--skew", "0.8,1.4", "--baseline", str(same_build),
+                                     "--out", str(tmp_path)])
     saved = json.loads(Path(results["files"]["json"]).read_text())
     assert [(row["skew"], row["n_threads"]) for row in saved["grid"]] == \
         [(0.8, 1), (0.8, 2), (1.4, 1), (1.4, 2)]
@@ -80,9 +84,11 @@ def test_suite_skew_axis_reports_speedup_table_imbalance_and_memory(benchmarks, 
         assert row["block_imbalance_mean"] >= 1 and row["block_imbalance_max"] >= 1
         assert row["thread_imbalance_mean"] >= 1
         assert row["increase_vs_model"] == pytest.approx(row["fit_increase_mib"] / row["model_mib"])
+        assert row["vs_baseline"] == pytest.approx(row["baseline"]["median_epoch_seconds"]
+                                                   / row["median_epoch_seconds"])
     text = Path(results["files"]["markdown"]).read_text()
     assert "## Speed-up, 20k ratings, tuple input" in text
-    assert "| k | Zipf 0.8 | Zipf 1.4 |" in text
+    assert "| k | Zipf 0.8 | Zipf 1.4 |" in text and "baseline" in text
 
 
 def test_measure_passes_each_input_kind_and_counts_its_bytes(benchmarks):
