@@ -25,43 +25,65 @@ import warnings
 import numpy as np
 
 from ._topk import default_fill, is_fitted_model, top_k_items
-from ._validation import as_training_data, check_float, check_int
+from ._validation import as_id_array, check_float, check_int
+from .ratings import as_ratings
 
 __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
            "top_k_items"]
 
 
 def rmse(y_true, y_pred):
-    """Root mean squared error.
+    """Root mean squared error: of predicted against true ratings, or of a model on ratings.
+
+    Called as ``rmse(y_true, y_pred)`` or, like the ranking metrics, as
+    ``rmse(model, ratings)``.
 
     Parameters
     ----------
-    y_true, y_pred : array-like of float, shape (n,)
-        True and predicted ratings, finite, the same non-zero length.
+    y_true : array-like of float, shape (n,), or fitted model
+        True ratings; or a fitted MatrixFactorization (or search), which is then scored on
+        the ratings given as `y_pred` (``model.score(ratings, metric="rmse")``).
+    y_pred : array-like of float, shape (n,), or rating set
+        Predicted ratings, finite, as long as `y_true`; after a model, the ratings to score it
+        on: mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple.
 
     Returns
     -------
     float
         sqrt(mean((y_pred - y_true) ** 2)), computed in float64.
     """
+    if _is_model(y_true):
+        return y_true.score(y_pred, metric="rmse")
     error = _errors(y_true, y_pred)
     return float(np.sqrt(np.mean(np.square(error))))
 
 
 def mae(y_true, y_pred):
-    """Mean absolute error.
+    """Mean absolute error: of predicted against true ratings, or of a model on ratings.
+
+    Called as ``mae(y_true, y_pred)`` or as ``mae(model, ratings)`` (see :func:`rmse`).
 
     Parameters
     ----------
-    y_true, y_pred : array-like of float, shape (n,)
-        True and predicted ratings, finite, the same non-zero length.
+    y_true : array-like of float, shape (n,), or fitted model
+        True ratings; or a fitted model, scored on the ratings given as `y_pred`.
+    y_pred : array-like of float, shape (n,), or rating set
+        Predicted ratings, finite, as long as `y_true`; after a model, the ratings to score it
+        on.
 
     Returns
     -------
     float
         mean(|y_pred - y_true|), computed in float64.
     """
+    if _is_model(y_true):
+        return y_true.score(y_pred, metric="mae")
     return float(np.mean(np.abs(_errors(y_true, y_pred))))
+
+
+def _is_model(obj):
+    """A model (fitted or not: score says which) rather than an array of ratings."""
+    return callable(getattr(obj, "score", None)) and callable(getattr(obj, "fit", None))
 
 
 def _errors(y_true, y_pred):
@@ -94,7 +116,7 @@ _RANKING_PARAMETERS = """
         `fill_value` are empty slots.  Given a fitted model, the lists are its top-k items
         (see :func:`top_k_items`).
     test : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
-        Held-out ratings that define the relevant items.
+        Held-out ratings that define the relevant items (a tuple holds raw ids).
     k : int, default=10
         Length of the lists evaluated (the first k columns of `recommended`).
     threshold : float, optional
@@ -105,7 +127,8 @@ _RANKING_PARAMETERS = """
     exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
         Only with a model: items never recommended to a user, typically the training ratings.
     fill_value : int or str, optional
-        Padding of short lists; default -1 for integer ids, "" for string ids.
+        Padding of short lists; default -1 for integer ids (2**64 - 1 for uint64 ids), ""
+        for string ids.
 
     Returns
     -------
@@ -181,14 +204,12 @@ def _mean(values):
 
 def _hits(recommended, test, k, threshold, users, exclude, fill_value):
     """(hits bool (n, k), relevant count (n,)) for the evaluated users with a relevant item."""
-    test = as_training_data("test", test)
+    test = as_ratings("test", test, copy=False)
     k = check_int("k", k, 1)
     if threshold is not None:
         threshold = check_float("threshold", threshold)
     if users is not None:
-        users = np.asarray(users)
-        if users.ndim != 1:
-            raise ValueError(f"users must be one-dimensional, got shape {users.shape}")
+        users = as_id_array("users", users)
     if is_fitted_model(recommended):
         recommended = top_k_items(recommended, test.user_ids if users is None else users, k,
                                   exclude=exclude, fill_value=fill_value)

@@ -92,12 +92,12 @@ def test_kernel_reports_the_seconds_of_every_block():
     seconds = np.full(4, -1.0)
     _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user, layout.run_ptr,
                    layout.items, layout.ratings, epoch_schedule(2, rng), layout.order,
-                   layout.block_sse, 3.0, 0.01, 0.02, 0.02, _sgd.FLAG_BIASED, 3, 2, seconds, 0)
+                   layout.block_sse, 3.0, 0.01, 0.02, 0.02, _sgd.FLAG_BIASED, 3, 2, 8, seconds, 0)
     assert (seconds > 0).all() and seconds.sum() < 10
     with pytest.raises(ValueError, match="block_seconds must have 4 entries"):
         _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
                        layout.run_ptr, layout.items, layout.ratings, epoch_schedule(2, rng),
-                       layout.order, layout.block_sse, 3.0, 0.01, 0.02, 0.02, 0, 3, 2,
+                       layout.order, layout.block_sse, 3.0, 0.01, 0.02, 0.02, 0, 3, 2, 8,
                        np.zeros(3))
 
 
