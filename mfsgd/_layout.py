@@ -101,7 +101,9 @@ def balanced_blocks(counts, n_blocks, rng):
 
 @dataclass
 class Layout:
-    """Ratings laid out block by block for :func:`mfsgd._sgd.sgd_epoch`."""
+    """Ratings laid out block by block for :func:`mfsgd._sgd.sgd_epoch`, with its scratch
+    space: `order`, `block_sse`, and `block_seconds` (each block's seconds in the last epoch,
+    whose sub-epochs are the rows of `schedule`)."""
 
     n_blocks: int
     block_ptr: np.ndarray
@@ -111,12 +113,15 @@ class Layout:
     ratings: np.ndarray
     order: np.ndarray
     block_sse: np.ndarray
+    block_seconds: np.ndarray
+    schedule: np.ndarray = None
 
     @property
     def nbytes(self):
         """Memory held by the layout arrays."""
         return sum(a.nbytes for a in (self.block_ptr, self.run_user, self.run_ptr, self.items,
-                                      self.ratings, self.order, self.block_sse))
+                                      self.ratings, self.order, self.block_sse,
+                                      self.block_seconds))
 
 
 def build_layout(ratings, n_blocks, rng, item_counts=None):
@@ -149,7 +154,8 @@ def build_layout(ratings, n_blocks, rng, item_counts=None):
     _sgd.fill_layout(indptr, indices, data, row_block, col_block, n_blocks, block_ptr[:-1],
                      rating_start, run_user, run_ptr, items, values, seed)
     return Layout(n_blocks, block_ptr, run_user, run_ptr, items, values,
-                  np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks))
+                  np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks),
+                  np.zeros(n_blocks * n_blocks))
 
 
 def epoch_schedule(n_blocks, rng):

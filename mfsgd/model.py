@@ -1,6 +1,5 @@
 """The estimator: parameters, input checks, the epoch schedule, history, predict and score."""
 import hashlib
-import os
 import time
 import warnings
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, 
                       kernel_rows)
 from ._progress import EpochReporter
 from ._seen import grown_indptr, merged_seen, seen_from_ratings
+from ._threads import usable_cpus
 from ._validation import (as_rating_array, check_choice, check_dtype, check_float,
                           check_int)
 from .ratings import as_ratings
@@ -91,7 +91,9 @@ class MatrixFactorization(EstimatorMixin):
         segment-shuffled order). "auto" picks 2, 4, 8 or 16 from the data size and k (see
         ``mfsgd._layout.auto_n_blocks``). Results depend on it, not on the thread count.
     n_threads : int or None, default=None
-        OpenMP threads; None uses all cores.
+        Most OpenMP threads; None uses as many as the CPUs this process may use (its
+        affinity mask, capped by a container's CPU quota).  Each step of training gets fewer
+        when its work is too small to pay for more threads.
     random_state : int, numpy Generator or None
         Seed of the initial factors and of the visiting order.
     dtype : {np.float32, np.float64}, default=np.float32
@@ -182,7 +184,7 @@ class MatrixFactorization(EstimatorMixin):
 
     def _thread_count(self):
         if self.n_threads is None:
-            return os.cpu_count() or 1
+            return usable_cpus()
         return check_int("n_threads", self.n_threads, 1)
 
     # ------------------------------------------------------------------ training
@@ -521,6 +523,7 @@ class MatrixFactorization(EstimatorMixin):
             seed = int(self._rng.integers(0, 2**63))
             part = self._partial_epoch = _PartialEpoch(schedule, seed,
                                                        np.zeros(layout.n_blocks ** 2))
+            layout.schedule = schedule
         n_sub = len(part.schedule)
         while part.done < n_sub:
             first = part.done
@@ -533,7 +536,8 @@ class MatrixFactorization(EstimatorMixin):
                            part.schedule[first:last], layout.order, layout.block_sse,
                            self.global_mean_, lr, params["regularization"],
                            params["bias_regularization"], flags, part.seed,
-                           params["n_threads"], self.user_factors_.shape[1])
+                           params["n_threads"], self.user_factors_.shape[1],
+                           layout.block_seconds)
             elapsed = time.perf_counter() - start
             part.seconds += elapsed
             sub_epoch_seconds = elapsed / (last - first)
