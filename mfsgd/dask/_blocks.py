@@ -377,6 +377,6 @@ def _register_sizes():
 _register_sizes()
 
 
-def block_error(output):
-    """The block's sum of squared errors from a block task's output (a task of its own)."""
-    return output.sse
+def block_errors(*outputs):
+    """The blocks' sums of squared errors from block tasks' outputs (a task of its own)."""
+    return [output.sse for output in outputs]

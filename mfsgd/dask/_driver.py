@@ -225,6 +225,7 @@ class BlockEpochDriver:
     def _submit(self, epoch, first):
         client, n_blocks = self.client, self.n_blocks
         snapshot_every = self.checkpoint == "sub-epoch"
+        unreported = {}              # row block -> [(block, output)] whose error is not asked
         for s in range(first, n_blocks):
             snapshot = snapshot_every or s == n_blocks - 1
             outputs, snapshots, errors = {}, {}, {}
@@ -245,8 +246,15 @@ class BlockEpochDriver:
                                                  self._generation, r, tag, workers=owner,
                                                  allow_other_workers=False, pure=False)
                 else:
-                    errors[blk] = client.submit(_blocks.block_error, out, workers=owner,
-                                                allow_other_workers=False, pure=False)
+                    unreported.setdefault(r, []).append((blk, out))
+            if snapshot:
+                # One task per row block collects the errors of its earlier blocks (all held
+                # by its owner): B small tasks per epoch instead of one per block.
+                for r, done in unreported.items():
+                    errors[tuple(blk for blk, _ in done)] = client.submit(
+                        _blocks.block_errors, *[out for _, out in done],
+                        workers=[self.owners[r]], allow_other_workers=False, pure=False)
+                unreported = {}
             epoch.pending.append((s, outputs, snapshots, errors))
 
     def finish_epoch(self):
@@ -297,8 +305,8 @@ class BlockEpochDriver:
         if self._lost.is_set():
             raise WorkerLost()
         n_out, n_snap = len(outputs), len(snapshots)
-        for blk, sse in zip(errors, values[n_out + n_snap:]):
-            epoch.block_sse[blk] = sse
+        for blks, sses in zip(errors, values[n_out + n_snap:]):
+            epoch.block_sse[list(blks)] = sses
         if outputs:
             rows, cols = list(self._rows), list(self._cols)
             for blk, output in zip(outputs, values[:n_out]):
