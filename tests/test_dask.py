@@ -185,16 +185,18 @@ def test_to_local_recommends_and_saves_like_the_local_model(client, frame, tmp_p
     assert np.array_equal(model.to_local().user_factors_, local.user_factors_)
 
 
-def test_epoch_checkpoints_give_the_same_fit(client, frame):
+@pytest.mark.parametrize("checkpoint, per_epoch", [("epoch", 1), ("sub-epoch", 3)])
+def test_checkpoints_give_the_same_fit(client, frame, checkpoint, per_epoch):
     params = PARAMETER_SETS[0]
-    model = DaskMatrixFactorization(client=client, checkpoint="epoch", **params)
+    model = DaskMatrixFactorization(client=client, checkpoint=checkpoint, **params)
     model.fit(dd.from_pandas(frame, npartitions=2), user="uid", item="movie", rating="stars")
     _assert_same_model(model, _local_fit(frame, **params))
     sub_epochs = params["n_epochs"] * params["n_blocks"]
     fitted = model.to_local()
     factor_bytes = sum(getattr(fitted, name).nbytes for name in
                        ("user_factors_", "item_factors_", "user_bias_", "item_bias_"))
-    assert model.driver_stats_["checkpoint_bytes"] == params["n_epochs"] * factor_bytes
+    # The whole model once per epoch, or once per sub-epoch (n_blocks = 3 of them).
+    assert model.driver_stats_["checkpoint_bytes"] == params["n_epochs"] * per_epoch * factor_bytes
     assert model.driver_stats_["block_tasks"] == sub_epochs * params["n_blocks"]
 
 

@@ -67,7 +67,7 @@ class BlockEpochDriver:
         The whole model's ``user_factors``, ``item_factors``, ``user_bias``, ``item_bias``,
         ``user_grad_sq`` and ``item_grad_sq`` (accumulators empty without adagrad), in
         global index order; they are split into blocks and installed on the owners.
-    checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
+    checkpoint : {"epoch", "sub-epoch"}, default="epoch"
         Which states the client gathers and resumes from when a worker is lost: every
         sub-epoch's, or each epoch's last (a lost worker then costs the epoch in progress;
         the client receives the model once per epoch instead of once per sub-epoch).
@@ -82,7 +82,7 @@ class BlockEpochDriver:
         recovery, ``checkpoint_bytes`` gathered.
     """
 
-    def __init__(self, client, blocks, settings, state, checkpoint="sub-epoch"):
+    def __init__(self, client, blocks, settings, state, checkpoint="epoch"):
         if checkpoint not in CHECKPOINTS:
             raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
         self.checkpoint = checkpoint

@@ -3,7 +3,8 @@
 The client keeps a local :class:`mfsgd.MatrixFactorization` (``to_local()``) holding the id
 maps, the random generator, the whole factors (the checkpoint, refreshed every epoch) and
 the history; it makes every random draw of a local fit in the same order, so that both give
-the same bytes.  The ratings stay on the workers.
+the same bytes.  The training ratings stay on the workers; validation ratings are gathered
+on the client.
 """
 import copy
 import time
@@ -31,24 +32,30 @@ class DaskMatrixFactorization(ParamsMixin):
     each block runs on one worker thread) plus `client`.  With the same `random_state` and
     `n_blocks`, ``fit(ddf).to_local()`` equals ``MatrixFactorization(...).fit(
     Ratings.from_dataframe(ddf.compute()))`` bit for bit: factors, biases, id maps and the
-    training RMSE and objective in ``history_``, whatever the number of workers or
-    partitions.  Early stopping and validation sets are not supported yet.
+    training and validation RMSE and objective in ``history_``, whatever the number of
+    workers or partitions.  `callbacks` are called with this estimator; `early_stopping`
+    needs a validation set given to ``fit`` (``validation_fraction`` is not used).
 
     Parameters
     ----------
     client : distributed.Client or None, default=None
         The cluster to train on; None uses the current client.
-    checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
+    checkpoint : {"epoch", "sub-epoch"}, default="epoch"
         How often the client gathers the factor blocks, from which training resumes when a
-        worker is lost: after every sub-epoch, or once per epoch (less traffic; a lost
-        worker then costs the epoch in progress).
+        worker is lost: once per epoch (a lost worker costs the epoch in progress), or after
+        every sub-epoch (training resumes after the last completed sub-epoch; the client
+        then receives the whole model once per sub-epoch instead of once per epoch).
     **params
         As :class:`mfsgd.MatrixFactorization`.
 
     Attributes
     ----------
     history_ : list of dict
-        Per epoch: epoch, learning_rate, train_rmse, objective, seconds.
+        Per epoch: epoch, learning_rate, train_rmse, valid_rmse (with validation data),
+        objective, seconds (wall time from the previous epoch's end, the epochs overlapping
+        on the workers), and with early stopping "best".
+    best_epoch_ : int
+        With early stopping, the epoch whose factors the model holds.
     blocks_ : mfsgd.dask._pipeline.BlockSet
         The laid-out blocks of the last fit: futures, so the workers keep the blocks while
         this estimator lives (``to_local`` reads the rated items from them); delete the
@@ -63,7 +70,7 @@ class DaskMatrixFactorization(ParamsMixin):
                  early_stopping=False, validation_fraction=0.1, patience=5, tol=1e-4,
                  callbacks=None, n_blocks="auto", n_threads=None, random_state=None,
                  dtype=np.float32, verbose=False, show_progress=False, client=None,
-                 checkpoint="sub-epoch"):
+                 checkpoint="epoch"):
         arguments = dict(locals())
         del arguments["self"]
         for name, value in arguments.items():      # stored as given, checked by fit
