@@ -11,8 +11,9 @@ The pieces, each usable on its own:
 - :mod:`mfsgd.dask._pipeline`: raw ids and ratings of a dask DataFrame to id maps, rating
   counts and one laid-out block per worker (the ratings never reach the client);
 - :mod:`mfsgd.dask._blocks`: one block's layout and one block's SGD pass, run on workers;
-- :mod:`mfsgd.dask._driver`: one epoch as B sub-epochs of B block tasks, with the factor
-  blocks checkpointed on the client after every sub-epoch and recovery from a lost worker;
+- :mod:`mfsgd.dask._driver`: epochs of B sub-epochs of B block tasks, submitted ahead, with
+  the factor blocks checkpointed on the client once per epoch (or after every sub-epoch) and
+  recovery from a lost worker;
 - :mod:`mfsgd.dask._estimator`: the estimator that ties them to the local model.
 """
 try:
