@@ -147,6 +147,21 @@ def test_run_shuffle_order_is_the_kernels_fisher_yates():
         assert np.array_equal(run_shuffle_order(run_ptr, first, seed), expected)
 
 
+def test_dask_sees_the_bytes_of_block_outputs_and_layouts():
+    """Dask's fallback size of a dataclass is sys.getsizeof (56 bytes): the outputs and
+    layouts that move between workers must report their arrays' bytes."""
+    from dask.sizeof import sizeof
+
+    from mfsgd.dask._blocks import BlockLayout, ColumnOutput
+
+    factors = np.zeros((1000, 16), dtype=np.float32)
+    state = (factors, np.zeros(1000, dtype=np.float32), np.zeros(0, dtype=np.float32))
+    assert sizeof(ColumnOutput(state, 1.0)) >= factors.nbytes + 4000
+    layout = BlockLayout(0, 1, np.zeros(10, np.int32), np.zeros(11, np.int64),
+                         np.zeros(5000, np.int32), np.zeros(5000, np.float32))
+    assert sizeof(layout) >= layout.nbytes == 40128
+
+
 PARAMETER_SETS = [
     dict(n_factors=5, n_epochs=3, n_blocks=3, random_state=3),
     dict(n_factors=16, n_epochs=3, n_blocks=2, learning_rate_schedule="adagrad",
