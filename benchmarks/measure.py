@@ -73,9 +73,19 @@ def _own_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def kernel_module():
+    """mfsgd's compiled SGD module (``mfsgd._kernels._sgd``; ``mfsgd._sgd`` in builds from
+    before the kernels moved into ``mfsgd/_kernels/``, which ``--baseline`` may measure)."""
+    try:
+        from mfsgd._kernels import _sgd
+    except ImportError:
+        from mfsgd import _sgd
+    return _sgd
+
+
 def kernel_isa(n_factors=None):
     """The instruction set mfsgd's kernel uses (for `n_factors` when it chooses per k)."""
-    from mfsgd import _sgd
+    _sgd = kernel_module()
     if n_factors is not None:
         try:
             return _sgd.current_isa(n_factors)

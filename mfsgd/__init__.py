@@ -6,11 +6,11 @@ thin Python layer around it.
 from pathlib import Path as _Path
 
 try:
-    from . import _sgd  # noqa: F401
+    from ._kernels import _sgd  # noqa: F401
 except ImportError as _error:  # pragma: no cover - depends on how the package was installed
     _checkout = (_Path(__file__).parent.parent / "setup.py").is_file()
     raise ImportError(
-        "mfsgd's compiled kernel (mfsgd._sgd) is missing"
+        "mfsgd's compiled kernel (mfsgd._kernels._sgd) is missing"
         + (f": Python is importing the source checkout at {_Path(__file__).parent}. Install it "
            "with `pip install .` and run the tests with `pytest` (not `python -m pytest`, which "
            "puts the checkout first on sys.path), or build in place with "

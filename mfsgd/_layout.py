@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _sgd
+from ._kernels import _sgd
 
 L2_TARGET_BYTES = 1 << 20
 MAX_AUTO_BLOCKS = 16
@@ -57,7 +57,7 @@ padded_width = _sgd.padded_width
 
 
 def kernel_rows(factors):
-    """The whole factor rows :func:`mfsgd._sgd.sgd_epoch` works on, shape (n, padded width).
+    """The whole factor rows :func:`mfsgd._kernels._sgd.sgd_epoch` works on, shape (n, padded width).
 
     When a row of k values is a whole number of 64-byte lines, this is ``aligned_copy``.
     Otherwise it copies the factors into a zero-filled aligned buffer whose rows are padded to
@@ -101,7 +101,7 @@ def balanced_blocks(counts, n_blocks, rng):
 
 @dataclass
 class Layout:
-    """Ratings laid out block by block for :func:`mfsgd._sgd.sgd_epoch`."""
+    """Ratings laid out block by block for :func:`mfsgd._kernels._sgd.sgd_epoch`."""
 
     n_blocks: int
     block_ptr: np.ndarray

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _sgd, metrics, persistence
+from . import metrics, persistence
+from ._kernels import _sgd
 from . import recommend as _recommend
 from ._base import EstimatorMixin
 from ._csr import IndexedRatings, from_index_triplets, take

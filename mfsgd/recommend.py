@@ -7,7 +7,7 @@ and are never returned).
 """
 import numpy as np
 
-from . import _topn
+from ._kernels import _topn
 from ._idmap import first_unknown
 from ._validation import check_int
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfsgd import _sgd
+from mfsgd._kernels import _sgd
 from mfsgd._csr import IndexedRatings
 from mfsgd._layout import build_layout, epoch_schedule, kernel_rows, padded_width
 

@@ -64,9 +64,10 @@ def test_the_licence_is_in_the_sdist_and_the_wheel_metadata(dists):
     sdist, wheel, _ = dists
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"LICENSE", "setup.py", "pyproject.toml", "mfsgd/_sgd.pyx", "mfsgd/_topn.pyx",
-            "mfsgd/_kernels.h", "mfsgd/_kernels_impl.h"} <= names
-    assert not {"mfsgd/_sgd.c", "mfsgd/_topn.c"} & names      # generated at build time
+    assert {"LICENSE", "setup.py", "pyproject.toml", "mfsgd/_kernels/_sgd.pyx",
+            "mfsgd/_kernels/_topn.pyx", "mfsgd/_kernels/_kernels.h",
+            "mfsgd/_kernels/_kernels_impl.h"} <= names
+    assert not {"mfsgd/_kernels/_sgd.c", "mfsgd/_kernels/_topn.c"} & names   # generated at build time
     with zipfile.ZipFile(wheel) as archive:
         info = next(name.split("/")[0] for name in archive.namelist()
                     if name.endswith(".dist-info/METADATA"))

@@ -213,7 +213,8 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
     """Deliver a real SIGINT to this process during the given (1-based) kernel calls, with one
     sub-epoch per call."""
     import signal
-    from mfsgd import _sgd, model as model_module
+    from mfsgd import model as model_module
+    from mfsgd._kernels import _sgd
     monkeypatch.setattr(model_module, "CHECK_SECONDS", 0.0)
     count, real_kernel = [0], _sgd.sgd_epoch
 
