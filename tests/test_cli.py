@@ -428,13 +428,13 @@ def cli_exit_broken_pipe():
 
 def capture_figures(monkeypatch):
     """Make the commands' save_figure record (figure, path) as well as write the file."""
-    from mfsgd import _cli_plots
-    figures, save = [], _cli_plots.save_figure
+    from mfsgd.cli import _plots
+    figures, save = [], _plots.save_figure
 
     def recording_save(figure, path):
         figures.append((figure, str(path)))
         save(figure, path)
-    monkeypatch.setattr(_cli_plots, "save_figure", recording_save)
+    monkeypatch.setattr(_plots, "save_figure", recording_save)
     return figures
 
 

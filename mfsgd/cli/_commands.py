@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
-from . import metrics
-from . import model as _model
-from .model import MatrixFactorization
-from .ratings import Ratings
-from .synthetic import make_synthetic
+from .. import metrics
+from .. import model as _model
+from ..model import MatrixFactorization
+from ..ratings import Ratings
+from ..synthetic import make_synthetic
 
 DEMO_NOISE = 0.5
 DEMO_PARAMS = dict(n_factors=8, n_epochs=60, learning_rate=0.005, regularization=0.02)
@@ -66,7 +66,7 @@ def load_data(args):
     if source == "demo":
         _refuse_file_options(args, "the built-in demo data")
         return demo_ratings(getattr(args, "seed", 0))
-    from .datasets import _NotCachedError, load_movielens
+    from ..datasets import _NotCachedError, load_movielens
     if MOVIELENS_NAME.match(source) and not os.path.exists(source):
         _refuse_file_options(args, f"MovieLens {source}")
         try:
@@ -82,7 +82,7 @@ def load_data(args):
     if os.path.isdir(source) or source.lower().endswith(".zip") and _is_movielens_zip(source):
         _refuse_file_options(args, f"a MovieLens folder or archive ({source})")
         return load_movielens(source)
-    from .io import read_ratings
+    from ..io import read_ratings
     options = {"sep": args.sep}
     if columns is not None:
         options["columns"] = columns
@@ -159,7 +159,7 @@ def _errors(model, ratings):
 
 def run_demo(args, out):
     """Train on the built-in synthetic data and compare the test RMSE with the noise floor."""
-    from .model_selection import train_test_split
+    from ..model_selection import train_test_split
     train, test = train_test_split(demo_ratings(args.seed), test_size=0.2,
                                    random_state=args.seed)
     print("synthetic ratings: 1000 users x 500 items, rank 6 + Gaussian noise "
@@ -174,7 +174,7 @@ def run_demo(args, out):
 def run_train(args, out):
     """Train on DATA, report RMSE/MAE on a held-out part (unless --test-size 0), optionally
     save and plot."""
-    from .model_selection import train_test_split
+    from ..model_selection import train_test_split
     if not 0.0 <= args.test_size < 1.0:
         raise CommandError(f"--test-size must be at least 0 and below 1, got {args.test_size}")
     if args.plot:
@@ -194,12 +194,12 @@ def run_train(args, out):
         model.save(args.save)
         print(f"saved the model to {args.save}", file=out)
     if args.plot:
-        from . import _cli_plots
+        from . import _plots
         held_out = ("validation (held out from training)" if model.early_stopping
                     else "test" if test is not None else None)
-        figure = _cli_plots.learning_curve(model.history_, _fit_title(model), held_out,
+        figure = _plots.learning_curve(model.history_, _fit_title(model), held_out,
                                            _best_epoch(model))
-        _cli_plots.save_figure(figure, args.plot)
+        _plots.save_figure(figure, args.plot)
         print(f"wrote {args.plot}", file=out)
     return 0
 
@@ -327,7 +327,7 @@ def run_search(args, out):
     plots the score against each parameter."""
     from scipy.stats import loguniform
 
-    from .model_selection import RandomizedSearchCV
+    from ..model_selection import RandomizedSearchCV
     try:
         factors = [int(part) for part in args.factors.split(",") if part.strip()]
     except ValueError:
@@ -365,14 +365,14 @@ def run_search(args, out):
         print(f"saved the best model, refitted on all {len(data):,} ratings, to {args.save}",
               file=out)
     if args.plot:
-        from . import _cli_plots
-        figure = _cli_plots.search_scores(
+        from . import _plots
+        figure = _plots.search_scores(
             candidates, scores, names=[name for _, name, _, _ in MODEL_OPTIONS if name in space],
             log_scaled=set(LOG_UNIFORM_RANGES), best=search.best_index_,
             labels={name: f"{name} ({flag})" for name, flag in FLAG_OF.items()},
             title=f"mfsgd search: mean RMSE over {search.n_splits_} folds, "
                   f"{args.epochs} epochs")
-        _cli_plots.save_figure(figure, args.plot)
+        _plots.save_figure(figure, args.plot)
         print(f"wrote {args.plot}", file=out)
     return 0
 
@@ -409,11 +409,11 @@ def run_bench(args, out):
         _require_matplotlib()
     records = quick_benchmark(n_ratings=args.ratings, n_epochs=args.epochs, out=out)
     if args.plot:
-        from . import _cli_plots
-        figure = _cli_plots.bench_throughput(
+        from . import _plots
+        figure = _plots.bench_throughput(
             records, title=f"mfsgd bench: {records[0]['ratings']:,} synthetic ratings, best of "
                            f"{args.epochs} epochs")
-        _cli_plots.save_figure(figure, args.plot)
+        _plots.save_figure(figure, args.plot)
         print(f"wrote {args.plot}", file=out)
     return 0
 
