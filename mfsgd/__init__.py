@@ -19,11 +19,11 @@ except ImportError as _error:  # pragma: no cover - depends on how the package w
 
 from ._base import clone
 from ._version import __version__
-from .datasets import load_movielens
-from .io import read_ratings
+from .data.datasets import load_movielens
+from .data.io import read_ratings
 from .model import DivergenceError, MatrixFactorization, NotFittedError
-from .ratings import Ratings
-from .synthetic import make_synthetic
+from .data.ratings import Ratings
+from .data.synthetic import make_synthetic
 from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
 
 __all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",

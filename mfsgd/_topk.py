@@ -3,9 +3,9 @@ import numbers
 
 import numpy as np
 
-from ._idmap import IdMap
+from .data._idmap import IdMap
 from ._validation import as_id_array, check_int
-from .ratings import as_ratings
+from .data.ratings import as_ratings
 
 # Scores held at once: batch rows x n_items floats (16 MB in float32).
 _BATCH_SCORES = 1 << 22

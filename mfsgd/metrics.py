@@ -26,7 +26,7 @@ import numpy as np
 
 from ._topk import default_fill, is_fitted_model, top_k_items
 from ._validation import as_id_array, check_float, check_int
-from .ratings import as_ratings
+from .data.ratings import as_ratings
 
 __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
            "top_k_items"]

@@ -12,16 +12,16 @@ from . import metrics, persistence
 from ._kernels import _sgd
 from . import recommend as _recommend
 from ._base import EstimatorMixin
-from ._csr import IndexedRatings, from_index_triplets, take
+from .data._csr import IndexedRatings, from_index_triplets, take
 from ._guards import deferred_interrupts, exclusive_training
-from ._idmap import IdMap, as_id_list, first_unknown
+from .data._idmap import IdMap, as_id_list, first_unknown
 from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
                       kernel_rows)
 from ._progress import EpochReporter
 from ._seen import grown_indptr, merged_seen, seen_from_ratings
 from ._validation import (as_rating_array, check_choice, check_dtype, check_float,
                           check_int)
-from .ratings import as_ratings
+from .data.ratings import as_ratings
 
 SCHEDULES = ("constant", "inverse", "adagrad")
 SCORES = ("rmse", "mae")

@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 from . import _tempfiles
-from ._idmap import IdMap
+from .data._idmap import IdMap
 from ._layout import aligned_empty
 from ._modelcheck import FieldError, check_contents, jsonable
 from ._npz import Archive

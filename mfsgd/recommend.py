@@ -8,7 +8,7 @@ and are never returned).
 import numpy as np
 
 from ._kernels import _topn
-from ._idmap import first_unknown
+from .data._idmap import first_unknown
 from ._validation import check_int
 
 USER_CHUNK = 1024

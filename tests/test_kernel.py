@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from mfsgd._kernels import _sgd
-from mfsgd._csr import IndexedRatings
+from mfsgd.data._csr import IndexedRatings
 from mfsgd._layout import build_layout, epoch_schedule, kernel_rows, padded_width
 
 MASK = (1 << 64) - 1

@@ -9,8 +9,8 @@ import numpy as np
 from .. import metrics
 from .. import model as _model
 from ..model import MatrixFactorization
-from ..ratings import Ratings
-from ..synthetic import make_synthetic
+from ..data.ratings import Ratings
+from ..data.synthetic import make_synthetic
 
 DEMO_NOISE = 0.5
 DEMO_PARAMS = dict(n_factors=8, n_epochs=60, learning_rate=0.005, regularization=0.02)
@@ -66,7 +66,7 @@ def load_data(args):
     if source == "demo":
         _refuse_file_options(args, "the built-in demo data")
         return demo_ratings(getattr(args, "seed", 0))
-    from ..datasets import _NotCachedError, load_movielens
+    from ..data.datasets import _NotCachedError, load_movielens
     if MOVIELENS_NAME.match(source) and not os.path.exists(source):
         _refuse_file_options(args, f"MovieLens {source}")
         try:
@@ -82,7 +82,7 @@ def load_data(args):
     if os.path.isdir(source) or source.lower().endswith(".zip") and _is_movielens_zip(source):
         _refuse_file_options(args, f"a MovieLens folder or archive ({source})")
         return load_movielens(source)
-    from ..io import read_ratings
+    from ..data.io import read_ratings
     options = {"sep": args.sep}
     if columns is not None:
         options["columns"] = columns

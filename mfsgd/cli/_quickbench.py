@@ -7,8 +7,8 @@ import os
 import time
 
 from ..model import MatrixFactorization
-from ..ratings import Ratings
-from ..synthetic import make_synthetic
+from ..data.ratings import Ratings
+from ..data.synthetic import make_synthetic
 
 
 def quick_benchmark(n_ratings=1_000_000, n_epochs=3, factors=(32, 128), out=None):

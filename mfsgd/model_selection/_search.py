@@ -13,7 +13,7 @@ from .._guards import exclusive_training
 from .._progress import TaskProgress
 from .._validation import check_int
 from ..model import NotFittedError
-from ..ratings import as_ratings
+from ..data.ratings import as_ratings
 from ._cv import (check_error_score, check_n_jobs, check_scoring, fit_and_score, fold_clone,
                   run_tasks, threads_per_fit)
 from ._split import check_cv

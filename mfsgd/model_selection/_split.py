@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from .._base import ParamsMixin
 from .._validation import check_choice, check_int
-from ..ratings import Ratings, as_ratings
+from ..data.ratings import Ratings, as_ratings
 
 STRATEGIES = ("random", "user", "time")
 

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from . import _columns
 from ._idmap import IdMap
-from ._validation import as_id_array, as_rating_array, as_timestamp_array
+from .._validation import as_id_array, as_rating_array, as_timestamp_array
 
 DUPLICATE_POLICIES = ("error", "last", "mean")
 
