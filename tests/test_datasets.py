@@ -15,7 +15,7 @@ import pytest
 
 from mfsgd import Ratings
 from mfsgd.data import datasets
-from mfsgd.data.datasets import load_movielens, load_movielens_split
+from mfsgd.datasets import load_movielens, load_movielens_split
 
 # Tiny stand-ins for each MovieLens layout: {file name: bytes}.
 ML100K = {

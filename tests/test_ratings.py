@@ -150,7 +150,7 @@ def test_one_converter_reads_a_tuple_as_raw_ids_everywhere(string_id_ratings):
 
 
 def test_as_ratings_refuses_other_types_naming_the_argument():
-    from mfsgd.data.ratings import as_ratings
+    from mfsgd.ratings import as_ratings
     with pytest.raises(TypeError, match=r"validation must be .*tuple of raw ids, got list"):
         as_ratings("validation", [[0], [1], [2.0]])
     with pytest.raises(ValueError, match=r"X\[2\] \(ratings\) must be finite, found nan at position 1"):
@@ -188,7 +188,7 @@ def test_sparse_shapes_beyond_int32_keep_exact_ids(fuzz_limits):
 
 
 def test_from_sparse_copies_and_the_converter_may_share_a_whole_canonical_csr():
-    from mfsgd.data.ratings import as_ratings
+    from mfsgd.ratings import as_ratings
     matrix = sp.random(30, 12, density=0.5, random_state=1, format="csr", dtype=np.float32)
     assert (np.diff(matrix.indptr) > 0).all() and len(np.unique(matrix.indices)) == 12
     shared = as_ratings("X", matrix, copy=False)
