@@ -22,6 +22,7 @@ from ._seen import grown_indptr, merged_seen, seen_from_ratings
 from ._validation import (as_rating_array, check_choice, check_dtype, check_float,
                           check_int)
 from .data.ratings import as_ratings
+from .exceptions import DivergenceError, NotFittedError
 
 SCHEDULES = ("constant", "inverse", "adagrad")
 SCORES = ("rmse", "mae")
@@ -29,14 +30,6 @@ SCORES = ("rmse", "mae")
 # short enough for an interrupt to land at once, long enough that the ~10-30 us of a call
 # does not count on small data (where one call runs a whole epoch).
 CHECK_SECONDS = 0.05
-
-
-class DivergenceError(FloatingPointError):
-    """Training diverged: the loss became infinite or NaN."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The model was used before ``fit``."""
 
 
 class MatrixFactorization(EstimatorMixin):

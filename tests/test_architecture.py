@@ -5,9 +5,11 @@ import pytest
 
 # module path -> names users import from it (README examples, docs, earlier versions).
 PUBLIC_PATHS = {
-    "mfsgd": ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
+    "mfsgd": ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError",
+              "NotCachedError", "clone",
               "make_synthetic", "read_ratings", "load_movielens", "__version__", "metrics",
               "model_selection"],
+    "mfsgd.exceptions": ["DivergenceError", "NotFittedError", "NotCachedError"],
     "mfsgd.ratings": ["Ratings", "as_ratings"],
     "mfsgd.io": ["read_ratings", "MAX_LINE_BYTES"],
     "mfsgd.datasets": ["load_movielens", "load_movielens_split", "movielens_data_home"],

@@ -66,12 +66,13 @@ def load_data(args):
     if source == "demo":
         _refuse_file_options(args, "the built-in demo data")
         return demo_ratings(getattr(args, "seed", 0))
-    from ..data.datasets import _NotCachedError, load_movielens
+    from ..data.datasets import load_movielens
+    from ..exceptions import NotCachedError
     if MOVIELENS_NAME.match(source) and not os.path.exists(source):
         _refuse_file_options(args, f"MovieLens {source}")
         try:
             return load_movielens(source, data_home=args.data_home, download=args.download)
-        except _NotCachedError as error:
+        except NotCachedError as error:
             raise CommandError(f"MovieLens {error.name} is not in the cache: expected "
                                f"{error.path}. Add --download to download it from {error.url}, "
                                f"or download it by hand and pass the .zip or its extracted "

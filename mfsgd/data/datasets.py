@@ -11,6 +11,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..exceptions import NotCachedError
 from . import _download
 from ._textsource import BinarySource, archive_errors, iter_lines
 from .io import MAX_LINE_BYTES, read_ratings
@@ -38,17 +39,6 @@ the cached archive is checked against it."""
 
 SPLIT_FOLDS = (1, 2, 3, 4, 5, "a", "b")
 TITLE_BLOCK_BYTES = 1 << 18  # movie files are read in pieces of this size
-
-
-class _NotCachedError(FileNotFoundError):
-    """A named set is not in the cache and no download was asked for.
-
-    `name`, `path` (the expected archive) and `url` let a caller word its own hint.
-    """
-
-    def __init__(self, message, name, path, url):
-        super().__init__(message)
-        self.name, self.path, self.url = name, path, url
 
 
 @dataclass(frozen=True)
@@ -197,7 +187,7 @@ def _resolve(name_or_path, data_home, download):
         _download.verify_cached(target, sha256)
         return target
     if not download:
-        raise _NotCachedError(f"MovieLens {key} is not in the cache: expected {target}. Pass "
+        raise NotCachedError(f"MovieLens {key} is not in the cache: expected {target}. Pass "
                               f"download=True to download it from {url}. {manual}",
                               key, target, url)
     _download.download(url, target, manual, expected_sha256=sha256, md5_url=url + ".md5",

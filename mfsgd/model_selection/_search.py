@@ -12,8 +12,8 @@ from .._base import EstimatorMixin
 from .._guards import exclusive_training
 from .._progress import TaskProgress
 from .._validation import check_int
-from ..model import NotFittedError
 from ..data.ratings import as_ratings
+from ..exceptions import NotFittedError
 from ._cv import (check_error_score, check_n_jobs, check_scoring, fit_and_score, fold_clone,
                   run_tasks, threads_per_fit)
 from ._split import check_cv
