@@ -18,14 +18,14 @@ except ImportError as _error:  # pragma: no cover - depends on how the package w
     ) from _error
 
 from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
-from ._base import clone
+from ._estimator import clone
 from ._version import __version__
 from .data.datasets import load_movielens
 from .data.io import read_ratings
 from .data.ratings import Ratings
 from .data.synthetic import make_synthetic
 from .exceptions import DivergenceError, NotCachedError, NotFittedError
-from .model import MatrixFactorization
+from .models.mf import MatrixFactorization
 
 __all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError",
            "NotCachedError", "clone", "make_synthetic", "read_ratings", "load_movielens",

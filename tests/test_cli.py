@@ -327,7 +327,7 @@ def test_help_shows_every_default(command, capsys):
 
 def test_model_options_take_defaults_and_choices_from_the_model(monkeypatch, capsys):
     from mfsgd import cli
-    from mfsgd import model as model_module
+    from mfsgd.models import mf as model_module
     signature = inspect.signature(MatrixFactorization.__init__)
     defaults = dict(signature.parameters)
     monkeypatch.setattr(model_module, "SCHEDULES", (*model_module.SCHEDULES, "new-schedule"))

@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 from mfsgd._kernels import _sgd
 from mfsgd.data._csr import IndexedRatings
-from mfsgd._layout import build_layout, epoch_schedule, kernel_rows, padded_width
+from mfsgd.training.layout import build_layout, epoch_schedule, kernel_rows, padded_width
 
 MASK = (1 << 64) - 1
 
@@ -360,7 +360,7 @@ def test_unknown_instruction_set_is_refused():
 
 
 def test_auto_block_count_is_a_power_of_two_set_by_data_and_k():
-    from mfsgd._layout import auto_n_blocks
+    from mfsgd.training.layout import auto_n_blocks
     counts = [auto_n_blocks(100_000, n_items, 5_000_000, k, 4)
               for n_items in (1_000, 10_000, 100_000) for k in (16, 32, 128, 256)]
     assert all(b >= 2 and b & (b - 1) == 0 for b in counts)

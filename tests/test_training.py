@@ -213,7 +213,7 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
     """Deliver a real SIGINT to this process during the given (1-based) kernel calls, with one
     sub-epoch per call."""
     import signal
-    from mfsgd import model as model_module
+    from mfsgd.models import mf as model_module
     from mfsgd._kernels import _sgd
     monkeypatch.setattr(model_module, "CHECK_SECONDS", 0.0)
     count, real_kernel = [0], _sgd.sgd_epoch
@@ -263,7 +263,7 @@ def test_interrupted_fit_keeps_a_consistent_model_that_continues_exactly(data, m
 def test_sub_epochs_per_kernel_call_do_not_change_the_model(data, monkeypatch, n_blocks):
     """The kernel runs consecutive sub-epochs in one call or in several (between which Ctrl-C
     is checked) with the same result."""
-    from mfsgd import model as model_module
+    from mfsgd.models import mf as model_module
     fits = []
     for check_seconds in (0.0, 1e-6, 1e9):
         monkeypatch.setattr(model_module, "CHECK_SECONDS", check_seconds)
@@ -308,7 +308,7 @@ def test_interrupted_epoch_ends_on_its_own_data_before_new_data_is_adopted(data,
 
 
 def test_interrupt_before_the_first_epoch_leaves_the_model_unfitted(data, monkeypatch):
-    from mfsgd import model as model_module
+    from mfsgd.models import mf as model_module
 
     def interrupted_layout(*args, **kwargs):
         raise KeyboardInterrupt

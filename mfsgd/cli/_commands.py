@@ -7,8 +7,8 @@ import time
 import numpy as np
 
 from .. import metrics
-from .. import model as _model
-from ..model import MatrixFactorization
+from ..models import mf as _model
+from ..models.mf import MatrixFactorization
 from ..data.ratings import Ratings
 from ..data.synthetic import make_synthetic
 

@@ -6,7 +6,7 @@ in the source checkout's ``benchmarks/`` folder: ``python -m benchmarks``.
 import os
 import time
 
-from ..model import MatrixFactorization
+from ..models.mf import MatrixFactorization
 from ..data.ratings import Ratings
 from ..data.synthetic import make_synthetic
 

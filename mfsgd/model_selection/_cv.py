@@ -10,8 +10,8 @@ from functools import partial
 
 import numpy as np
 
-from .._base import clone
-from .._guards import stop_event
+from .._estimator import clone
+from ..training.guards import stop_event
 from .._progress import TaskProgress
 from .._validation import check_int
 from ..metrics import mae, rmse

@@ -8,8 +8,8 @@ from functools import partial
 
 import numpy as np
 
-from .._base import EstimatorMixin
-from .._guards import exclusive_training
+from .._estimator import EstimatorMixin
+from ..training.guards import exclusive_training
 from .._progress import TaskProgress
 from .._validation import check_int
 from ..data.ratings import as_ratings

@@ -17,9 +17,9 @@ The file is a plain ``np.savez`` archive of numeric and unicode arrays, readable
 
 ``load`` reads no array before it has checked the member names (only these), every .npy header
 (dtype and number of dimensions as above, a shape that matches the member's declared size) and
-the declared sizes (at most 64 times the file's size in all; see :mod:`mfsgd._npz`), and it reads
+the declared sizes (at most 64 times the file's size in all; see :mod:`mfsgd.persistence._npz`), and it reads
 in pieces of at most 1 MiB.  After the digest it checks the contents as strictly as ``fit``
-checks its input (:mod:`mfsgd._modelcheck`): the parameters pass the estimator's own checks and
+checks its input (:mod:`mfsgd.persistence._checks`): the parameters pass the estimator's own checks and
 agree with the arrays, every factor, bias and adagrad sum is finite, the rating range is ordered,
 the training counters, history and random generator state are well formed.  ``save`` applies
 the same checks before writing, so whatever it writes loads again.
@@ -30,12 +30,12 @@ import os
 
 import numpy as np
 
-from . import _tempfiles
-from .data._idmap import IdMap
-from ._layout import aligned_empty
-from ._modelcheck import FieldError, check_contents, jsonable
+from .. import _tempfiles
+from ..data._idmap import IdMap
+from ..training.layout import aligned_empty
+from ._checks import FieldError, check_contents, jsonable
 from ._npz import Archive
-from ._version import __version__
+from .._version import __version__
 
 FORMAT_VERSION = 1
 DIGEST_KEY = "sha256"

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import _sgd
+from .._kernels import _sgd
 
 L2_TARGET_BYTES = 1 << 20
 MAX_AUTO_BLOCKS = 16

@@ -8,21 +8,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import metrics, persistence
-from ._kernels import _sgd
-from . import recommend as _recommend
-from ._base import EstimatorMixin
-from .data._csr import IndexedRatings, from_index_triplets, take
-from ._guards import deferred_interrupts, exclusive_training
-from .data._idmap import IdMap, as_id_list, first_unknown
-from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
+from .. import metrics, persistence
+from .._kernels import _sgd
+from .. import recommend as _recommend
+from .._estimator import EstimatorMixin
+from ..data._csr import IndexedRatings, from_index_triplets, take
+from ..training.guards import deferred_interrupts, exclusive_training
+from ..data._idmap import IdMap, as_id_list, first_unknown
+from ..training.layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
                       kernel_rows)
-from ._progress import EpochReporter
-from ._seen import grown_indptr, merged_seen, seen_from_ratings
-from ._validation import (as_rating_array, check_choice, check_dtype, check_float,
+from .._progress import EpochReporter
+from ..training.seen import grown_indptr, merged_seen, seen_from_ratings
+from .._validation import (as_rating_array, check_choice, check_dtype, check_float,
                           check_int)
-from .data.ratings import as_ratings
-from .exceptions import DivergenceError, NotFittedError
+from ..data.ratings import as_ratings
+from ..exceptions import DivergenceError, NotFittedError
 
 SCHEDULES = ("constant", "inverse", "adagrad")
 SCORES = ("rmse", "mae")
@@ -83,7 +83,7 @@ class MatrixFactorization(EstimatorMixin):
     n_blocks : int or "auto", default="auto"
         Row/column blocks of the stratified schedule (1 = plain serial SGD over users in
         segment-shuffled order). "auto" picks 2, 4, 8 or 16 from the data size and k (see
-        ``mfsgd._layout.auto_n_blocks``). Results depend on it, not on the thread count.
+        ``mfsgd.training.layout.auto_n_blocks``). Results depend on it, not on the thread count.
     n_threads : int or None, default=None
         OpenMP threads; None uses all cores.
     random_state : int, numpy Generator or None

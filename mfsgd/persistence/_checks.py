@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ._seen import check_seen
+from ..training.seen import check_seen
 
 RNG_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 MAX_JSON_DEPTH = 16
