@@ -10,6 +10,7 @@ PUBLIC_PATHS = {
               "make_synthetic", "read_ratings", "load_movielens", "__version__", "metrics",
               "model_selection"],
     "mfsgd.exceptions": ["DivergenceError", "NotFittedError", "NotCachedError"],
+    "mfsgd.model": ["MatrixFactorization", "DivergenceError", "NotFittedError"],
     "mfsgd.ratings": ["Ratings", "as_ratings"],
     "mfsgd.io": ["read_ratings", "MAX_LINE_BYTES"],
     "mfsgd.datasets": ["load_movielens", "load_movielens_split", "movielens_data_home"],
