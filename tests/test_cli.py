@@ -330,7 +330,8 @@ def test_model_options_take_defaults_and_choices_from_the_model(monkeypatch, cap
     from mfsgd.models import mf as model_module
     signature = inspect.signature(MatrixFactorization.__init__)
     defaults = dict(signature.parameters)
-    monkeypatch.setattr(model_module, "SCHEDULES", (*model_module.SCHEDULES, "new-schedule"))
+    monkeypatch.setattr(model_module, "LEARNING_RATE_SCHEDULES",
+                        (*model_module.LEARNING_RATE_SCHEDULES, "new-schedule"))
     changed = tuple({"n_factors": 7, "learning_rate": 0.0123}.get(name, p.default)
                     for name, p in defaults.items() if p.default is not p.empty)
     monkeypatch.setattr(MatrixFactorization.__init__, "__defaults__", changed)

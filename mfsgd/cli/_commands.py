@@ -49,7 +49,7 @@ def model_defaults():
 
 def model_choices():
     """The allowed values of the MatrixFactorization parameters that take one of a few names."""
-    return {"learning_rate_schedule": tuple(_model.SCHEDULES)}
+    return {"learning_rate_schedule": tuple(_model.LEARNING_RATE_SCHEDULES)}
 
 
 def option_dest(flag):
@@ -239,8 +239,6 @@ def run_evaluate(args, out):
     print(f"{len(data):,} ratings ({known.mean():.1%} with a known user and item): "
           f"RMSE {rmse:.4f}  MAE {mae:.4f}", file=out)
     seen = _training_pairs(model)
-    if seen is None:
-        return 0
     trained = np.zeros(len(data), dtype=bool)
     trained[known] = _in_csr(*seen, user_rows[known], item_rows[known], len(model.item_ids_))
     n_trained = int(trained.sum())
@@ -259,13 +257,10 @@ def run_evaluate(args, out):
 
 def _training_pairs(model):
     """The (indptr, indices) CSR of the items each model row rated in training (model row and
-    column indices), or None when the model does not keep it.  The one place where the
-    command line reads a model's private state."""
-    indptr = getattr(model, "_seen_indptr", None)
-    indices = getattr(model, "_seen_indices", None)
-    if indptr is None or indices is None:
-        return None
-    return np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+    column indices), from the model's fitted state."""
+    state = model.fit_state_
+    return (np.asarray(state.seen_indptr, dtype=np.int64),
+            np.asarray(state.seen_indices, dtype=np.int64))
 
 
 def _rows_of(known_ids, ids):
