@@ -16,7 +16,8 @@ and its math through four hooks:
 ``_kernel(params)``
     The model's kernel for the epoch loop (see :mod:`mfsgd.training.loop`).
 
-A model with more fitted state sets ``_state_class`` to a FitState subclass.
+A model with more fitted state sets the class attribute ``state_class`` to a FitState
+subclass.
 """
 import warnings
 from contextlib import contextmanager
@@ -67,9 +68,13 @@ class FactorModel(EstimatorMixin):
     The learned attributes (``user_factors_``, ``item_factors_``, ``user_bias_``,
     ``item_bias_``, ``global_mean_``, ``rating_range_``, ``history_``, ``best_epoch_``) are
     fields of ``fit_state_``, read and written through it.
+
+    ``state_class`` (a class attribute) is the :class:`~mfsgd.training.state.FitState`
+    class of the model's fitted state: a model with more state names a subclass here, and
+    persistence reads it to know which fields a model file holds.
     """
 
-    _state_class = FitState
+    state_class = FitState
 
     user_factors_ = _Learned("user_factors", "ndarray, shape (n_users, k): user factors.")
     item_factors_ = _Learned("item_factors", "ndarray, shape (n_items, k): item factors.")
@@ -103,8 +108,8 @@ class FactorModel(EstimatorMixin):
 
     @fit_state_.setter
     def fit_state_(self, state):
-        if not isinstance(state, self._state_class):
-            raise TypeError(f"fit_state_ must be a {self._state_class.__name__}, got "
+        if not isinstance(state, self.state_class):
+            raise TypeError(f"fit_state_ must be a {self.state_class.__name__}, got "
                             f"{type(state).__name__}")
         self._state = state
 
@@ -212,7 +217,7 @@ class FactorModel(EstimatorMixin):
         if self.early_stopping and valid is None:
             train, holdout = hold_out(train, params["validation_fraction"], rng)
         global_mean = float(np.mean(train.data, dtype=np.float64)) if self.biased else 0.0
-        state = self._state_class(
+        state = self.state_class(
             rating_range=train.rating_range, global_mean=global_mean,
             **self._initial_arrays(rng, train.n_users, train.n_items, params),
             user_map=user_map, item_map=item_map, seen_indptr=seen_indptr,

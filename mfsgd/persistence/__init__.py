@@ -216,7 +216,7 @@ def load(path, cls):
         trained model cannot hold (naming the field), or was written in a newer format.
     """
     path = _checked_path(path)
-    arrays = _read_arrays(path, _schema(cls._state_class))
+    arrays = _read_arrays(path, _schema(cls.state_class))
     _check_digest(arrays, path)
     arrays = {name: _native(array) for name, array in arrays.items()}
     try:
@@ -421,7 +421,7 @@ def _native(array):
 def _model_from_arrays(arrays, cls):
     contents = check_contents(arrays, cls)
     model = cls(**contents["params"])
-    state_class = model._state_class
+    state_class = model.state_class
     model.fit_state_ = state_class(**{
         f.name: CODECS[f.metadata["saved"]].decode(arrays, f, contents)
         for f in state_class.saved_fields()})
