@@ -156,7 +156,7 @@ def saved_model(path):
 @pytest.mark.parametrize("columns, n_users, n_items", [
     ("user,item,rating,-", 40, 7),
     ("item,user,rating,timestamp", 7, 40),      # the other way round: the 7 movies are users
-    # Header names in `columns` are read_ratings' (the "readers" change of issue 9).
+    # Header names in `columns` are read_ratings' own names.
     ("userId,movieId,rating,-", 40, 7),
 ], ids=["roles", "roles-swapped", "header-names"])
 def test_columns_option_says_which_field_is_what(columns, n_users, n_items, four_field_csv,

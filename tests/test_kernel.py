@@ -275,7 +275,7 @@ def test_kernel_options_match_numpy_reference(dtype, options, k, padded):
                                               (np.float32, 100, True), (np.float32, 16, False)])
 def test_kernel_on_one_row_or_one_column_matches_reference(n_users, n_items, dtype, k, padded):
     """A one-row factor array says nothing about its row width through its strides; the kernel
-    reads the width from the shapes (issue 9: 1 x n rating sets crashed)."""
+    reads the width from the shapes (1 x n rating sets once crashed on this)."""
     ratings = random_ratings(n_users=n_users, n_items=n_items, density=1.0, seed=15)
     assert_matches_reference(*run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=1),
                              dtype)
