@@ -5,6 +5,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from mfsgd import MatrixFactorization, Ratings, make_synthetic
 
 
 def run(*args, cwd=None):
+    # Never from the checkout: `python -m` puts the working directory first on sys.path, and
+    # the source tree there has no compiled kernel.
     return subprocess.run([sys.executable, "-m", "mfsgd", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd or tempfile.gettempdir(), timeout=300)
 
 
 def has_matplotlib():

@@ -101,6 +101,6 @@ def test_cli_trains_on_a_tiny_file(tmp_path, lines):
     path.write_text("\n".join(lines) + "\n")
     result = subprocess.run([sys.executable, "-m", "mfsgd", "train", str(path), "--factors",
                              "8", "--epochs", "3", "--save", str(tmp_path / "model.npz")],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "test RMSE" in result.stdout and (tmp_path / "model.npz").is_file()

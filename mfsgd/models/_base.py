@@ -138,7 +138,7 @@ class FactorModel(EstimatorMixin):
         """
         raise NotImplementedError
 
-    def _n_threads(self):
+    def _thread_count(self):
         return check_n_threads("n_threads", self.n_threads)
 
     # ------------------------------------------------------------------ training
@@ -402,7 +402,7 @@ class FactorModel(EstimatorMixin):
         if user_index.shape != item_index.shape:
             raise ValueError(f"users and items must have the same length, got "
                              f"{len(user_index)} and {len(item_index)}")
-        out = state.predict_rows(user_index, item_index, self._n_threads())
+        out = state.predict_rows(user_index, item_index, self._thread_count())
         return float(out[0]) if scalar else out
 
     def score(self, X, metric="rmse"):
@@ -423,7 +423,7 @@ class FactorModel(EstimatorMixin):
         state = self.fit_state_
         check_choice("metric", metric, SCORES)
         users, items, values = indexed_pairs(state, as_ratings("X", X, copy=False))
-        predicted = state.predict_rows(users, items, self._n_threads())
+        predicted = state.predict_rows(users, items, self._thread_count())
         return getattr(metrics, metric)(values, predicted)
 
     # ------------------------------------------------------------------ recommendation

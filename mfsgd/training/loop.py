@@ -203,6 +203,7 @@ class _Epochs:
             blocks = block_schedule(n_blocks, state.rng)
             seed = int(state.rng.integers(0, 2**63))
             part = state.partial_epoch = PartialEpoch(blocks, seed, np.zeros(n_blocks ** 2))
+            state.layout.schedule = blocks          # what the layout's block_seconds refer to
         n_sub = len(part.blocks)
         while part.done < n_sub:
             first = part.done
