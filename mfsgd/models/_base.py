@@ -4,7 +4,7 @@ Training calls (``fit``, ``partial_fit``: set-up, one call at a time, Ctrl-C, di
 the learned attributes, prediction, scoring, recommendations, neighbours, ``save`` / ``load``
 and pickling all work on the model's one :class:`~mfsgd.training.state.FitState`
 (``fit_state_``).  A concrete model (:class:`mfsgd.MatrixFactorization`) adds its parameters
-and its math through four hooks:
+and its math through four hooks, and may choose where training runs through a fifth:
 
 ``checked_params()``
     The parameters, checked, as a dict (the keys the training code reads are listed in
@@ -15,6 +15,10 @@ and its math through four hooks:
     `n` fresh factor rows, for users and items that ``partial_fit`` or ``fold_in`` add.
 ``_kernel(params)``
     The model's kernel for the epoch loop (see :mod:`mfsgd.training.loop`).
+``_backend(kernel, params)``
+    Where the kernel's blocks run; by default in this process
+    (:class:`~mfsgd.training.loop.LocalBackend`).  A distributed estimator returns its own
+    backend here and inherits everything else.
 
 A model with more fitted state sets the class attribute ``state_class`` to a FitState
 subclass.
@@ -33,7 +37,7 @@ from ..data._idmap import IdMap, as_id_list, first_unknown
 from ..data.ratings import as_ratings
 from ..exceptions import DivergenceError, NotFittedError
 from ..training.guards import deferred_interrupts, exclusive_training
-from ..training.loop import continue_training, train_epochs
+from ..training.loop import LocalBackend, continue_training, train_epochs
 from ..training.seen import seen_from_ratings
 from ..training.setup import adopt, fingerprint, hold_out, indexed_pairs, lay_out
 from ..training.state import FitState
@@ -200,9 +204,10 @@ class FactorModel(EstimatorMixin):
         self._take_titles(X, replace_all=True)
         state, valid_pairs = self._new_state(train, valid, params, rng)
         self._state = state
+        kernel = self._kernel(params)
         try:
-            train_epochs(self, state, self._kernel(params), params, params["n_epochs"],
-                         valid_pairs, self.early_stopping)
+            train_epochs(self, state, kernel, params, params["n_epochs"], valid_pairs,
+                         self.early_stopping, self._backend(kernel, params))
         except DivergenceError:
             self._forget_fit()
             raise
@@ -269,19 +274,25 @@ class FactorModel(EstimatorMixin):
             return self._fit(X, validation, n_epochs)
         params = self.checked_params()
         state, kernel = self._state, self._kernel(params)
+        backend = self._backend(kernel, params)
         train = as_ratings("X", X, copy=False)
         digest = fingerprint(train)
         if digest != state.fingerprint or state.layout is None:
             if n_epochs and state.partial_epoch is not None:
                 continue_training(self, state, kernel, params, 1,
-                                  self._validation_pairs(validation))
+                                  self._validation_pairs(validation), backend)
                 n_epochs -= 1
             with deferred_interrupts():
                 adopt(state, train, self.n_blocks, self._factor_draw(state, params), digest)
         self._take_titles(X, replace_all=False)
         continue_training(self, state, kernel, params, n_epochs,
-                          self._validation_pairs(validation))
+                          self._validation_pairs(validation), backend)
         return self
+
+    def _backend(self, kernel, params):
+        """Where training runs `kernel`'s blocks: in this process.  A distributed estimator
+        overrides this (see :mod:`mfsgd.training.loop` for what a backend does)."""
+        return LocalBackend(kernel)
 
     @contextmanager
     def _training_call(self, method):
