@@ -331,15 +331,21 @@ def test_sigint_from_another_thread_lands_within_a_second():
     keys = np.unique(rng.integers(0, 20_000 * 3_000, size=1_000_000))
     train = (keys // 3_000, keys % 3_000, rng.integers(1, 6, size=len(keys)).astype(np.float32))
     params = dict(n_factors=32, n_blocks=8, n_threads=1, random_state=0)
-    fitted = MatrixFactorization(n_epochs=100_000, **params)
     sent = []
 
     def send():
         sent.append(time.perf_counter())
         os.kill(os.getpid(), signal.SIGINT)
 
+    # The timer starts once the first epoch has ended, so that the signal lands in training
+    # even when a loaded machine makes the conversion and layout take longer than the delay.
     timer = threading.Timer(0.5, send)
-    timer.start()
+
+    def start_timer(record, model):
+        if timer.ident is None:  # not started yet
+            timer.start()
+
+    fitted = MatrixFactorization(n_epochs=100_000, callbacks=[start_timer], **params)
     try:
         with pytest.raises(KeyboardInterrupt):
             fitted.fit(train)
