@@ -10,11 +10,14 @@ The pieces, each usable on its own:
 
 - :mod:`mfsgd.dask._pipeline`: raw ids and ratings of a dask DataFrame to id maps, rating
   counts and one laid-out block per worker (the ratings never reach the client);
-- :mod:`mfsgd.dask._blocks`: one block's layout and one block's SGD pass, run on workers;
-- :mod:`mfsgd.dask._driver`: epochs of B sub-epochs of B block tasks, submitted ahead, with
-  the factor blocks checkpointed on the client once per epoch (or after every sub-epoch) and
-  recovery from a lost worker;
-- :mod:`mfsgd.dask._estimator`: the estimator that ties them to the local model.
+- :mod:`mfsgd.dask._blocks`: on workers, one block's layout
+  (:func:`mfsgd.training.layout.lay_out_block`) and one block's SGD pass
+  (:meth:`mfsgd.models.mf.MFKernel.run_block`);
+- :mod:`mfsgd.dask._driver`: epochs of B sub-epochs of B block tasks, with the factor blocks
+  checkpointed on the client after every sub-epoch (or once per epoch) and recovery from a
+  lost worker;
+- :mod:`mfsgd.dask._estimator`: the estimator (a MatrixFactorization that trains in the shared
+  epoch loop, :mod:`mfsgd.training.loop`, through a Dask backend).
 """
 try:
     import dask  # noqa: F401

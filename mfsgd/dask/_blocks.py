@@ -1,5 +1,5 @@
 """What a worker does with one block: split rating partitions into blocks, lay a block out
-exactly as :func:`mfsgd._layout.build_layout` lays it out inside the whole layout, and run
+exactly as :func:`mfsgd.training.layout.build_layout` lays it out inside the whole layout, and run
 one block's SGD pass with the local kernel.
 
 Everything here is a pure function of its arguments (inputs are never modified), so that
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _sgd
-from .._layout import aligned_empty
+from .._kernels import _sgd
+from ..models.mf import MFKernel
+from ..training.layout import aligned_empty, lay_out_block
 
 
 @dataclass
@@ -35,6 +36,11 @@ class BlockLayout:
     def n_runs(self):
         """Number of runs (users with ratings in the block)."""
         return len(self.run_user)
+
+    @property
+    def order(self):
+        """Scratch space for the kernel's visiting order of the runs (fresh at every call)."""
+        return np.empty(self.n_runs, dtype=np.int32)
 
     @property
     def nbytes(self):
@@ -137,78 +143,9 @@ def _run_starts(users):
     return np.concatenate([[0], change]).astype(np.int64)
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_STREAM = np.uint64(0xD1B54A32D192ED03)
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def _splitmix64(state):
-    """The kernel's ``mf_splitmix64`` on an array of generator states (advanced in place)."""
-    state += _GOLDEN
-    z = state ^ (state >> np.uint64(30))
-    z *= _MIX1
-    z ^= z >> np.uint64(27)
-    z *= _MIX2
-    z ^= z >> np.uint64(31)
-    return z
-
-
-def _below(state, n):
-    """The kernel's ``mf_below(state, n)``: the high 64 bits of a 64 x 64-bit product,
-    exact in uint64 as (hi * n + (lo * n >> 32)) >> 32 for n < 2**32."""
-    x = _splitmix64(state)
-    return ((x >> np.uint64(32)) * n + (((x & _LOW32) * n) >> np.uint64(32))) >> np.uint64(32)
-
-
-def run_shuffle_order(run_ptr, first_run, seed):
-    """The order in which ``_sgd.fill_layout`` leaves the ratings of these runs.
-
-    fill_layout shuffles run ``j`` of the whole layout with the Fisher-Yates of
-    ``mf_shuffle_pairs`` seeded by ``stream_seed(seed, j)``; a block alone cannot call it
-    with global run numbers, so the same swaps are made here for runs ``first_run + j``,
-    all runs at once (step i swaps position i of every run longer than i), in numpy.
-
-    Parameters
-    ----------
-    run_ptr : ndarray of int64
-        Run boundaries (``run_ptr[0]`` is the first rating).
-    first_run : int
-        Global number of the first run.
-    seed : int
-        The layout seed.
-
-    Returns
-    -------
-    ndarray of int64
-        ``order[p]``: the position, in CSR order, of the rating that ends at position p.
-    """
-    order = np.arange(int(run_ptr[-1] - run_ptr[0]), dtype=np.int64)
-    lengths = np.diff(run_ptr)
-    runs = np.flatnonzero(lengths > 1)
-    if len(runs) == 0:
-        return order
-    runs = runs[np.argsort(-lengths[runs], kind="stable")]
-    lengths = lengths[runs]
-    starts = run_ptr[runs] - run_ptr[0]
-    state = np.uint64(seed) ^ ((runs.astype(np.uint64) + np.uint64(first_run + 1)) * _STREAM)
-    state = _splitmix64(state)                       # mf_stream_seed
-    active = 0
-    # Runs sorted longest first: those longer than i are a prefix, growing as i falls.
-    for i in range(int(lengths[0]) - 1, 0, -1):
-        while active < len(runs) and lengths[active] > i:
-            active += 1
-        a = starts[:active] + i
-        b = starts[:active] + _below(state[:active], np.uint64(i + 1)).astype(np.int64)
-        held = order[a]
-        order[a] = order[b]
-        order[b] = held
-    return order
-
-
 def layout_block(group, c, n_blocks, first_run, seed):
-    """Lay out block (group.r, c) as the local layout does.
+    """Lay out block (group.r, c) as the local layout does
+    (:func:`mfsgd.training.layout.lay_out_block`).
 
     Parameters
     ----------
@@ -220,32 +157,37 @@ def layout_block(group, c, n_blocks, first_run, seed):
         Global number of the block's first run: the runs of all blocks before it in block
         index order (``block_ptr[blk]`` of the local layout).
     seed : int
-        The layout seed drawn by ``build_layout``; run ``first_run + j`` is shuffled with
-        ``stream_seed(seed, first_run + j)``, as ``_sgd.fill_layout`` shuffles it.
+        The layout seed drawn by :func:`mfsgd.training.layout.assign_blocks`.
 
     Returns
     -------
     BlockLayout
     """
     users, items, values = group.blocks[c]
-    starts = _run_starts(users)
-    run_user = np.ascontiguousarray(users[starts], dtype=np.int32)
-    run_ptr = np.append(starts, len(users)).astype(np.int64)
-    order = run_shuffle_order(run_ptr, first_run, seed)
-    items = np.ascontiguousarray(items[order], dtype=np.int32)
-    ratings = np.ascontiguousarray(values[order], dtype=np.float32)
-    return BlockLayout(group.r * n_blocks + c, n_blocks, run_user, run_ptr, items, ratings)
+    n_local_users = int(users.max()) + 1 if len(users) else 0
+    indptr = np.zeros(n_local_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_local_users), out=indptr[1:])
+    block = lay_out_block(indptr, items, values, first_run, seed)
+    return BlockLayout(group.r * n_blocks + c, n_blocks, block.run_user, block.run_ptr,
+                       block.items, block.ratings)
 
 
 @dataclass(frozen=True)
 class KernelSettings:
-    """The per-fit constants of the kernel call."""
+    """The per-fit constants of a block task: the global mean, the number of blocks and the
+    model parameters that :class:`mfsgd.models.mf.MFKernel` reads (not the callbacks, which
+    stay on the client)."""
 
     mu: float
-    reg: float
-    bias_reg: float
-    flags: int
     n_blocks: int
+    kernel_params: dict
+
+    @classmethod
+    def of(cls, params, mu, n_blocks):
+        """The settings of a model with checked parameters `params`."""
+        names = ("regularization", "bias_regularization", "biased", "learning_rate_schedule",
+                 "learning_rate", "learning_rate_decay", "non_negative")
+        return cls(mu, n_blocks, {name: params[name] for name in names})
 
 
 def _vector_copy(values):
@@ -311,9 +253,8 @@ def run_block(layout, row_after, col_state, token, generation, settings, lr, see
     """One SGD pass over one block: in place on the row state this worker holds, on a copy of
     the column state.
 
-    Calls :func:`mfsgd._sgd.sgd_epoch` with a schedule of the one block and a block pointer
-    that is empty everywhere else, so the kernel derives the block's visiting order from
-    ``stream_seed(seed, blk)`` with the global block index, exactly as in the local epoch.
+    The block's turn of the local epoch, by :meth:`mfsgd.models.mf.MFKernel.run_block`
+    (its visiting order seeded with the global block index, as in the local epoch).
 
     Parameters
     ----------
@@ -345,19 +286,14 @@ def run_block(layout, row_after, col_state, token, generation, settings, lr, see
     Q, item_bias, item_grad = col_state
     Q = _padded_copy(Q, P.shape[1])
     item_bias, item_grad = _vector_copy(item_bias), _vector_copy(item_grad)
-    block_ptr = np.zeros(n_blocks * n_blocks + 1, dtype=np.int64)
-    block_ptr[blk + 1:] = layout.n_runs
-    block_sse = np.zeros(n_blocks * n_blocks)
-    _sgd.sgd_epoch(P, Q, user_bias, item_bias, user_grad, item_grad, block_ptr,
-                   layout.run_user, layout.run_ptr, layout.items, layout.ratings,
-                   np.array([[blk]], dtype=np.int32), np.empty(layout.n_runs, dtype=np.int32),
-                   block_sse, settings.mu, lr, settings.reg, settings.bias_reg, settings.flags,
-                   seed, 1, k)
+    sse = MFKernel(settings.kernel_params).run_block(
+        layout, (P, Q, user_bias, item_bias, user_grad, item_grad), blk, n_blocks, settings.mu,
+        k, lr, seed)
     if snapshot_tag is not None:
         _SNAPSHOTS[(token, generation, r, snapshot_tag)] = (
             P[:, :k].copy(), user_bias.copy(), user_grad.copy())     # P itself changes
     return ColumnOutput((np.ascontiguousarray(Q[:, :k]), item_bias, item_grad),
-                        float(block_sse[blk]))
+                        float(sse))
 
 
 def _state_nbytes(state):

@@ -1,4 +1,4 @@
-"""Epochs of the blocked schedule as Dask tasks, submitted ahead, driven from the client.
+"""Epochs of the blocked schedule as Dask tasks, driven from the client.
 
 Sub-epoch s runs its B blocks as B tasks, block (r, c) on the worker that owns row block r.
 Row block r's state (user factors, biases, accumulators) lives in its owner's memory and the
@@ -7,8 +7,9 @@ column block's new state, which the next task of that column takes directly, on 
 worker it runs.  So one task per block, and only item factor blocks travel.
 
 A whole epoch's tasks are submitted at once, their order expressed by dependencies (the
-row's previous task, the column's previous output), and the estimator submits the next
-epoch before it processes the current one's end: the workers never wait for the client.
+row's previous task, the column's previous output), and the epoch loop waits for the sub-epochs it asks for
+(:mod:`mfsgd.training.loop`).  Between epochs the workers wait while the client ends the
+epoch (penalty, validation, callbacks) and draws the next one.
 
 Checkpoints.  Block tasks asked for a checkpoint copy their row state; a small task on the
 owner hands that copy to the client, which gathers it with the column states.  With
@@ -67,7 +68,7 @@ class BlockEpochDriver:
         The whole model's ``user_factors``, ``item_factors``, ``user_bias``, ``item_bias``,
         ``user_grad_sq`` and ``item_grad_sq`` (accumulators empty without adagrad), in
         global index order; they are split into blocks and installed on the owners.
-    checkpoint : {"epoch", "sub-epoch"}, default="epoch"
+    checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
         Which states the client gathers and resumes from when a worker is lost: every
         sub-epoch's, or each epoch's last (a lost worker then costs the epoch in progress;
         the client receives the model once per epoch instead of once per sub-epoch).
@@ -82,7 +83,7 @@ class BlockEpochDriver:
         recovery, ``checkpoint_bytes`` gathered.
     """
 
-    def __init__(self, client, blocks, settings, state, checkpoint="epoch"):
+    def __init__(self, client, blocks, settings, state, checkpoint="sub-epoch"):
         if checkpoint not in CHECKPOINTS:
             raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
         self.checkpoint = checkpoint
@@ -258,25 +259,38 @@ class BlockEpochDriver:
             epoch.pending.append((s, outputs, snapshots, errors))
 
     def finish_epoch(self):
-        """Wait for the oldest submitted epoch, checkpointing as configured, and recover
-        from lost workers on the way.
+        """Wait for the oldest submitted epoch; see :meth:`wait_sub_epochs`."""
+        return self.wait_sub_epochs(self.n_blocks)
+
+    def wait_sub_epochs(self, count):
+        """Wait for the first `count` sub-epochs of the oldest submitted epoch, checkpointing
+        as configured, and recover from lost workers on the way; the epoch is done with
+        once all its sub-epochs are.
 
         Returns
         -------
         ndarray of float64, shape (n_blocks ** 2,)
-            Each block's sum of squared errors (add them in index order for the epoch's).
+            The oldest epoch's squared error of every block known so far: those of its first
+            `count` sub-epochs with sub-epoch checkpoints, else all of them once the epoch is
+            done (add them in index order for the epoch's).
         """
         epoch = self._epochs[0]
         while True:
             try:
-                while epoch.pending:
+                while epoch.pending and epoch.pending[0][0] < count:
                     self._checkpoint(epoch, epoch.pending[0])
                     epoch.pending.popleft()
                 break
             except WorkerLost:
                 self._recover()
-        self._epochs.popleft()
+        if not epoch.pending:
+            self._epochs.popleft()
         return epoch.block_sse
+
+    @property
+    def epochs_in_flight(self):
+        """Number of epochs submitted and not done with."""
+        return len(self._epochs)
 
     def discard_epochs(self):
         """Let go of the epochs submitted and not finished (their tasks do not run)."""

@@ -1,67 +1,63 @@
-"""DaskMatrixFactorization: the local estimator's fit, with the ratings and the SGD on workers.
+"""DaskMatrixFactorization: MatrixFactorization with the ratings and the SGD on Dask workers.
 
-The client keeps a local :class:`mfsgd.MatrixFactorization` (``to_local()``) holding the id
-maps, the random generator, the whole factors (the checkpoint, refreshed every epoch) and
-the history; it makes every random draw of a local fit in the same order, so that both give
-the same bytes.  The training ratings stay on the workers; validation ratings are gathered
-on the client.
+The estimator is a :class:`mfsgd.MatrixFactorization` whose ``fit`` reads a dask DataFrame and
+whose training backend (:class:`DaskBackend`) runs the blocks as Dask tasks; everything else
+(the epoch loop, the fitted state, prediction, recommendation, persistence) is the local
+model's.  The client holds the :class:`~mfsgd.training.state.FitState`, built from the
+distributed summary of the ratings with every random draw of a local fit in the same order,
+so that both give the same bytes.  The training ratings stay on the workers; validation
+ratings are gathered on the client.
 """
 import copy
-import time
+import warnings
 
 import numpy as np
 
-from .._base import ParamsMixin
-from .._idmap import IdMap
-from .._layout import auto_n_blocks, epoch_schedule
-from .._progress import EpochReporter
-from .._validation import check_int
-from ..model import DivergenceError, MatrixFactorization, NotFittedError, _aligned_full
+from ..data._idmap import IdMap
+from ..exceptions import DivergenceError
+from ..models.mf import MatrixFactorization
+from ..training.layout import auto_n_blocks
+from ..training.loop import train_epochs
+from ..training.setup import indexed_pairs
 from . import _blocks, _pipeline
 from ._driver import CHECKPOINTS, BlockEpochDriver
 
-STATE_NAMES = {"user_factors": "user_factors_", "item_factors": "item_factors_",
-               "user_bias": "user_bias_", "item_bias": "item_bias_",
-               "user_grad_sq": "_user_grad_sq", "item_grad_sq": "_item_grad_sq"}
 
-
-class DaskMatrixFactorization(ParamsMixin):
+class DaskMatrixFactorization(MatrixFactorization):
     """Matrix factorization trained by blocked SGD on a Dask cluster.
 
-    Takes the parameters of :class:`mfsgd.MatrixFactorization` (``n_threads`` has no effect:
-    each block runs on one worker thread) plus `client`.  With the same `random_state` and
-    `n_blocks`, ``fit(ddf).to_local()`` equals ``MatrixFactorization(...).fit(
-    Ratings.from_dataframe(ddf.compute()))`` bit for bit: factors, biases, id maps and the
-    training and validation RMSE and objective in ``history_``, whatever the number of
-    workers or partitions.  `callbacks` are called with this estimator; `early_stopping`
-    needs a validation set given to ``fit`` (``validation_fraction`` is not used).
+    Takes the parameters of :class:`mfsgd.MatrixFactorization` (``n_threads`` has no effect
+    on training: each block runs on one worker thread) plus `client` and `checkpoint`.  With
+    the same `random_state` and `n_blocks`, ``fit(ddf).to_local()`` equals
+    ``MatrixFactorization(...).fit(Ratings.from_dataframe(ddf.compute()))`` bit for bit:
+    factors, biases, id maps, the generator and the training and validation RMSE and
+    objective in ``history_``, whatever the number of workers or partitions.  Epochs run in
+    the local model's epoch loop (:mod:`mfsgd.training.loop`), so `history_`, `callbacks`
+    (called with this estimator), `verbose`, `show_progress`, divergence and Ctrl-C behave
+    as locally.  `early_stopping` needs a validation set given to ``fit``
+    (``validation_fraction`` is not used).  Once fitted it predicts, recommends and saves
+    like a :class:`mfsgd.MatrixFactorization`.
 
     Parameters
     ----------
     client : distributed.Client or None, default=None
         The cluster to train on; None uses the current client.
-    checkpoint : {"epoch", "sub-epoch"}, default="epoch"
+    checkpoint : {"sub-epoch", "epoch"}, default="sub-epoch"
         How often the client gathers the factor blocks, from which training resumes when a
-        worker is lost: once per epoch (a lost worker costs the epoch in progress), or after
-        every sub-epoch (training resumes after the last completed sub-epoch; the client
-        then receives the whole model once per sub-epoch instead of once per epoch).
+        worker is lost: after every sub-epoch (training resumes after the last completed
+        sub-epoch; the client receives the whole model once per sub-epoch), or once per
+        epoch (faster; a lost worker costs the epoch in progress).
     **params
         As :class:`mfsgd.MatrixFactorization`.
 
     Attributes
     ----------
     history_ : list of dict
-        Per epoch: epoch, learning_rate, train_rmse, valid_rmse (with validation data),
-        objective, seconds (wall time from the previous epoch's end, the epochs overlapping
-        on the workers), and with early stopping "best".
-    best_epoch_ : int
-        With early stopping, the epoch whose factors the model holds.
-    blocks_ : mfsgd.dask._pipeline.BlockSet
-        The laid-out blocks of the last fit: futures, so the workers keep the blocks while
-        this estimator lives (``to_local`` reads the rated items from them); delete the
-        estimator or fit again to release them.
+        As :class:`mfsgd.MatrixFactorization`'s (``seconds``: the epoch's wall time on the
+        workers, as the client waited for it).
     driver_stats_ : dict
-        Block tasks submitted, recoveries from lost workers and where they resumed.
+        Block tasks submitted, recoveries from lost workers and where they resumed
+        ((epoch, sub-epoch), from 0), checkpoint bytes gathered by the client.
     """
 
     def __init__(self, n_factors=100, n_epochs=60, learning_rate=0.007, regularization=0.08,
@@ -70,15 +66,19 @@ class DaskMatrixFactorization(ParamsMixin):
                  early_stopping=False, validation_fraction=0.1, patience=5, tol=1e-4,
                  callbacks=None, n_blocks="auto", n_threads=None, random_state=None,
                  dtype=np.float32, verbose=False, show_progress=False, client=None,
-                 checkpoint="epoch"):
-        arguments = dict(locals())
-        del arguments["self"]
-        for name, value in arguments.items():      # stored as given, checked by fit
-            setattr(self, name, value)
-
-    def _local_params(self):
-        return {name: value for name, value in self.get_params().items()
-                if name not in ("client", "checkpoint")}
+                 checkpoint="sub-epoch"):
+        super().__init__(n_factors=n_factors, n_epochs=n_epochs, learning_rate=learning_rate,
+                         regularization=regularization,
+                         bias_regularization=bias_regularization, biased=biased,
+                         init_std=init_std, learning_rate_schedule=learning_rate_schedule,
+                         learning_rate_decay=learning_rate_decay, non_negative=non_negative,
+                         early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, patience=patience, tol=tol,
+                         callbacks=callbacks, n_blocks=n_blocks, n_threads=n_threads,
+                         random_state=random_state, dtype=dtype, verbose=verbose,
+                         show_progress=show_progress)
+        self.client = client
+        self.checkpoint = checkpoint
 
     def fit(self, ddf, user="user", item="item", rating="rating", validation=None):
         """Train on the ratings of a dask DataFrame from fresh random factors.
@@ -105,9 +105,20 @@ class DaskMatrixFactorization(ParamsMixin):
             Before any epoch runs: a missing column, a non-finite rating, a (user, item)
             pair rated twice, no ratings, a closed client, bad parameters, or
             `early_stopping` without `validation`.
+        DivergenceError
+            As a local fit; the model is left unfitted.
+
+        Notes
+        -----
+        After training, the client gathers which items each user rated (item indices, 4
+        bytes per rating, no rating values), for ``recommend(exclude_seen=True)`` and
+        ``save``.
         """
-        local = MatrixFactorization(**self._local_params())
-        params = local._checked_params()
+        with self._training_call("fit"):
+            return self._fit_dask(ddf, user, item, rating, validation)
+
+    def _fit_dask(self, ddf, user, item, rating, validation):
+        params = self.checked_params()
         if self.checkpoint not in CHECKPOINTS:
             raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got "
                              f"{self.checkpoint!r}")
@@ -124,195 +135,193 @@ class DaskMatrixFactorization(ParamsMixin):
             client, valid_frame, user, item, rating)
         rng = np.random.default_rng(self.random_state)
         self._forget_fit()
-        n_blocks = self._init_local(local, indexed, params, rng)
-        row_block, col_block, seed = _pipeline.draw_assignment(indexed, n_blocks, rng)
-        blocks = _pipeline.place_blocks(client, indexed, row_block, col_block, n_blocks, seed)
+        self.item_titles_ = None
+        state = self._summary_state(indexed, params, rng)
+        row_block, col_block, seed = _pipeline.draw_assignment(indexed, state.layout.n_blocks,
+                                                               rng)
+        blocks = _pipeline.place_blocks(client, indexed, row_block, col_block,
+                                        state.layout.n_blocks, seed)
         del indexed
-        valid = None if valid_ratings is None else local._indexed_pairs(valid_ratings)
-        self.blocks_ = blocks
-        local.history_ = []
-        self._local = local
+        valid = None if valid_ratings is None else indexed_pairs(state, valid_ratings)
+        self._placed = (client, blocks)
+        self._state = state
+        kernel = self._kernel(params)
+        backend = self._backend(kernel, params)
         try:
-            self._train(client, local, blocks, params, valid)
+            train_epochs(self, state, kernel, params, params["n_epochs"], valid,
+                         self.early_stopping, backend)
         except DivergenceError:
             self._forget_fit()
             raise
-        self._seen_blocks = blocks
+        finally:
+            self.__dict__.pop("_placed", None)
+        self.driver_stats_ = dict(backend.stats)
+        state.seen_indptr, state.seen_indices = _gather_seen(client, blocks, state.n_users,
+                                                             state.n_items)
+        state.layout = None          # the blocks on the workers are released with it
         return self
 
-    def _init_local(self, local, indexed, params, rng):
-        """Set the local model's state as ``MatrixFactorization._init_state`` does, drawing
-        the initial factors from `rng` in the same order; returns n_blocks."""
-        k, dtype = params["n_factors"], params["dtype"]
+    def _summary_state(self, indexed, params, rng):
+        """A fresh FitState from the distributed summary of the ratings, drawing the initial
+        factors from `rng` as a local fit does; its layout says only how many blocks."""
         n_users, n_items = len(indexed.user_ids), len(indexed.item_ids)
-        if not indexed.sum_is_exact:
-            import warnings
+        if self.biased and not indexed.sum_is_exact:
             warnings.warn("the sum of these ratings is not exact in float64, so the global "
                           "mean may differ from a local fit's in the last bit", RuntimeWarning,
-                          stacklevel=3)
-        local._user_map = IdMap(indexed.user_ids)
-        local._item_map = IdMap(indexed.item_ids)
-        local.rating_range_ = indexed.rating_range
-        local.global_mean_ = indexed.global_mean if self.biased else 0.0
-        local.user_factors_ = local._initial_factors(rng, n_users, k, dtype, params)
-        local.item_factors_ = local._initial_factors(rng, n_items, k, dtype, params)
-        local.user_bias_ = _aligned_full(n_users, 0, dtype)
-        local.item_bias_ = _aligned_full(n_items, 0, dtype)
-        adagrad = params["schedule"] == "adagrad"
-        local._user_grad_sq = _aligned_full(n_users if adagrad else 0, 1, dtype)
-        local._item_grad_sq = _aligned_full(n_items if adagrad else 0, 1, dtype)
-        local._rng = rng
-        local._epochs_done = 0
-        local._user_counts = indexed.user_counts.astype(np.float64)
-        local._item_counts = indexed.item_counts.astype(np.float64)
-        local._n_train = indexed.n_ratings
-        local.item_titles_ = None
+                          stacklevel=4)
+        state = self.state_class(
+            rating_range=indexed.rating_range,
+            global_mean=indexed.global_mean if self.biased else 0.0,
+            **self._initial_arrays(rng, n_users, n_items, params),
+            user_map=IdMap(indexed.user_ids), item_map=IdMap(indexed.item_ids),
+            seen_indptr=np.zeros(n_users + 1, dtype=np.int64),
+            seen_indices=np.zeros(0, dtype=np.int32), rng=rng)
         if self.n_blocks == "auto":
-            return auto_n_blocks(n_users, n_items, indexed.n_ratings, k,
-                                 local.user_factors_.itemsize)
-        return min(check_int("n_blocks", self.n_blocks, 1), n_users, n_items)
+            n_blocks = auto_n_blocks(n_users, n_items, indexed.n_ratings, state.n_factors,
+                                     state.user_factors.itemsize)
+        else:
+            n_blocks = min(self.n_blocks, n_users, n_items)
+        state.layout = DistributedLayout(n_blocks)
+        state.user_counts = indexed.user_counts.astype(np.float64)
+        state.item_counts = indexed.item_counts.astype(np.float64)
+        state.n_train = indexed.n_ratings
+        return state
 
-    def _train(self, client, local, blocks, params, valid):
-        """The epoch loop of ``MatrixFactorization._train_epochs`` with the kernel calls
-        replaced by distributed epochs.
+    def _backend(self, kernel, params):
+        """The blocks run as tasks on the workers that hold them (see :class:`DaskBackend`)."""
+        client, blocks = self._placed
+        settings = _blocks.KernelSettings.of(params, self.fit_state_.global_mean,
+                                             blocks.n_blocks)
+        return DaskBackend(self, client, blocks, settings, self.checkpoint,
+                           params["non_negative"])
 
-        Epoch e + 1 is submitted before epoch e's end is processed (penalty, validation,
-        callbacks), with its schedule and seed drawn from a copy of the generator; the
-        generator itself draws them only once epoch e has not stopped training, so that
-        its state, and every draw, are those of a local fit."""
-        if params["non_negative"]:
-            np.maximum(local.user_factors_, 0, out=local.user_factors_)
-            np.maximum(local.item_factors_, 0, out=local.item_factors_)
-        state = {key: getattr(local, name) for key, name in STATE_NAMES.items()}
-        settings = _blocks.KernelSettings(local.global_mean_, params["regularization"],
-                                          params["bias_regularization"], local._flags(params),
-                                          blocks.n_blocks)
-        driver = BlockEpochDriver(client, blocks, settings, state, self.checkpoint)
-        self._driver = driver
-        n_epochs, early_stopping = params["n_epochs"], self.early_stopping
-        n_blocks = blocks.n_blocks
-        reporter = EpochReporter(n_epochs, self.verbose, self.show_progress, valid is not None)
-        best_rmse, best_state, waited = np.inf, None, 0
-        try:
-            if n_epochs:
-                driver.submit_epoch(*self._epoch_draws(local, local._rng, 0, params, n_blocks))
-            clock = time.perf_counter()
-            for e in range(n_epochs):
-                epoch = local._epochs_done
-                ahead = None
-                if e + 1 < n_epochs:
-                    ahead = self._epoch_draws(local, copy.deepcopy(local._rng), epoch + 1, params,
-                                               n_blocks)
-                    driver.submit_epoch(*ahead)
-                block_sse = driver.finish_epoch()
-                sse = 0.0
-                for value in block_sse.tolist():   # block-index order, as the kernel adds
-                    sse += value
-                driver.write_state(state)
-                now = time.perf_counter()
-                seconds, clock = now - clock, now
-                lr = local._epoch_learning_rate(params, epoch)
-                penalty = local._penalty(params)
-                local._check_finite(sse, penalty, lr, epoch)
-                local._epochs_done += 1
-                record = {"epoch": local._epochs_done, "learning_rate": lr,
-                          "train_rmse": float(np.sqrt(sse / local._n_train))}
-                if valid is not None:
-                    record["valid_rmse"] = local._rmse_on(valid, params["n_threads"])
-                record["objective"] = sse + penalty
-                record["seconds"] = seconds
-                if early_stopping:
-                    improved = record["valid_rmse"] < best_rmse - params["tol"]
-                    record["best"] = bool(improved)
-                    if improved:
-                        best_rmse, waited = record["valid_rmse"], 0
-                        best_state = (local._epochs_done, local._state_arrays(copy=True))
-                    else:
-                        waited += 1
-                local.history_.append(record)
-                self.history_ = local.history_
-                reporter.epoch(record)
-                stop = any([bool(callback(record, self)) for callback in params["callbacks"]])
-                if stop or (early_stopping and waited >= params["patience"]):
-                    break
-                if ahead is not None:
-                    drawn = self._epoch_draws(local, local._rng, epoch + 1, params, n_blocks)
-                    if not (np.array_equal(drawn[0], ahead[0]) and drawn[2] == ahead[2]):
-                        raise RuntimeError("the epoch submitted ahead was drawn differently "
-                                           "from the generator's next draws")
-        finally:
-            reporter.close()
-            self.driver_stats_ = dict(driver.stats)
-            driver.close()
-        if early_stopping and best_state is not None:
-            local.best_epoch_ = best_state[0]
-            local._restore_state(best_state[1])
-            self.best_epoch_ = local.best_epoch_
-        self.history_ = local.history_
-        for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_",
-                     "rating_range_", "global_mean_"):
-            setattr(self, name, getattr(local, name))
+    def partial_fit(self, X, n_epochs=1, validation=None):
+        """Not available on a Dask cluster: continue locally with ``to_local().partial_fit``.
 
-    @staticmethod
-    def _epoch_draws(local, rng, epoch, params, n_blocks):
-        """(schedule, learning rate, seed) of epoch `epoch` (from 0), drawn from `rng` in
-        the order of a local epoch."""
-        schedule = epoch_schedule(n_blocks, rng)
-        seed = int(rng.integers(0, 2**63))
-        return schedule, local._epoch_learning_rate(params, epoch), seed
+        Raises
+        ------
+        NotImplementedError
+            Always.
+        """
+        raise NotImplementedError("DaskMatrixFactorization trains only from scratch (fit); "
+                                  "continue training locally with to_local().partial_fit(...)")
 
-    def to_local(self, seen=True):
+    def to_local(self):
         """The fitted model as a plain :class:`mfsgd.MatrixFactorization`.
-
-        Parameters
-        ----------
-        seen : bool, default=True
-            Gather from the workers which items each user rated (4 bytes per rating, no
-            rating values), so that ``recommend`` can leave them out and ``save`` works.
 
         Returns
         -------
         MatrixFactorization
-            A copy; later fits of this estimator do not change it.
+            Holding a copy of this model's fitted state (so later fits of this estimator do
+            not change it): recommend, save, partial_fit (which lays its data out again)
+            and every other method work on it.
         """
-        self._check_fitted()
-        local = self._local
-        if seen and not hasattr(local, "_seen_indptr"):
-            local._seen_indptr, local._seen_indices = _gather_seen(
-                self._resolved_client(), self._seen_blocks, len(local._user_map),
-                len(local._item_map))
-        return copy.deepcopy(local)
+        state = copy.deepcopy(self.fit_state_)
+        local = MatrixFactorization(**{name: value for name, value in self.get_params().items()
+                                       if name not in ("client", "checkpoint")})
+        local.fit_state_ = state
+        local.item_titles_ = None
+        return local
 
-    def _resolved_client(self):
-        return _pipeline.resolve_client(self.client)
 
-    def _check_fitted(self):
-        if not hasattr(self, "_seen_blocks"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+class DistributedLayout:
+    """What the epoch loop reads of a training layout whose blocks live on Dask workers.
 
-    def predict(self, users, items):
-        """Predict ratings for (user, item) pairs of raw ids (on the client); see
-        :meth:`mfsgd.MatrixFactorization.predict`."""
-        self._check_fitted()
-        return self._local.predict(users, items)
+    Attributes
+    ----------
+    n_blocks : int
+    schedule : ndarray or None
+        The block schedule of the latest epoch (set by the epoch loop).
+    """
 
-    @property
-    def user_ids_(self):
-        """Raw user id of each factor row."""
-        self._check_fitted()
-        return self._local.user_ids_
+    def __init__(self, n_blocks):
+        self.n_blocks = n_blocks
+        self.schedule = None
 
-    @property
-    def item_ids_(self):
-        """Raw item id of each factor row."""
-        self._check_fitted()
-        return self._local.item_ids_
 
-    def _forget_fit(self):
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")]:
-            delattr(self, name)
-        for name in ("_local", "_driver", "_seen_blocks"):
-            self.__dict__.pop(name, None)
+class DaskBackend:
+    """Runs an epoch's blocks as Dask tasks (the backend interface of
+    :mod:`mfsgd.training.loop`) through a :class:`~mfsgd.dask._driver.BlockEpochDriver`.
+
+    At an epoch's first call the whole epoch is submitted; each call then waits for the
+    sub-epochs it asks for (with ``checkpoint="epoch"`` the block errors come at the epoch's
+    end, so the first call waits for the whole epoch).  ``sync`` writes the checkpointed
+    factor blocks into the state.
+
+    Parameters
+    ----------
+    model : DaskMatrixFactorization
+        Gets the driver as ``_driver`` while training runs (for tests that inject faults).
+    client : distributed.Client
+    blocks : mfsgd.dask._pipeline.BlockSet
+    settings : mfsgd.dask._blocks.KernelSettings
+    checkpoint : {"sub-epoch", "epoch"}
+    non_negative : bool
+        Clamp the initial factors at 0 as the local kernel does when it opens.
+
+    Attributes
+    ----------
+    stats : dict
+        The driver's statistics of the latest training call.
+    """
+
+    def __init__(self, model, client, blocks, settings, checkpoint, non_negative):
+        self.model, self.client, self.blocks = model, client, blocks
+        self.settings, self.checkpoint = settings, checkpoint
+        self.non_negative = non_negative
+        self.driver = None
+        self.stats = {}
+        self._epoch_sse = None
+
+    def open(self, state):
+        """Install the state's factor blocks on the workers that own them."""
+        if self.non_negative:
+            np.maximum(state.user_factors, 0, out=state.user_factors)
+            np.maximum(state.item_factors, 0, out=state.item_factors)
+        self.driver = BlockEpochDriver(self.client, self.blocks, self.settings,
+                                       _arrays(state), self.checkpoint)
+        self.model._driver = self.driver
+
+    def run(self, state, blocks, lr, seed):
+        """Run (or wait for) the sub-epochs whose blocks are the rows of `blocks`; every
+        block's squared error known so far (those of `blocks` among them)."""
+        part = state.partial_epoch
+        if part.done == 0 and not self.driver.epochs_in_flight:
+            self.driver.submit_epoch(part.blocks, lr, seed)
+            self._epoch_sse = None
+        if self._epoch_sse is not None:           # the epoch is done with on the workers
+            return self._epoch_sse
+        wanted = part.done + len(blocks) if self.checkpoint == "sub-epoch" else len(part.blocks)
+        block_sse = self.driver.wait_sub_epochs(wanted)
+        if not self.driver.epochs_in_flight:
+            self._epoch_sse = block_sse
+        return block_sse
+
+    def sync(self, state):
+        """Write the checkpointed factor blocks into the state's arrays."""
+        self.driver.write_state(_arrays(state))
+
+    def close(self, state):
+        """Release the tasks and row states of this training call.
+
+        When an interrupt stopped the epoch between calls, the state gets the factors of the
+        last checkpoint and ``state.partial_epoch`` says how far that is (the whole epoch, if
+        the workers finished it), so that the state is consistent for a later
+        ``partial_fit``."""
+        part = state.partial_epoch
+        if part is not None and self.driver is not None:
+            if self._epoch_sse is not None:
+                part.block_sse[:] = self._epoch_sse
+                part.done = len(part.blocks)
+            self.driver.write_state(_arrays(state))
+        if self.driver is not None:
+            self.stats = dict(self.driver.stats)
+            self.driver.close()
+        self.model.__dict__.pop("_driver", None)
+
+
+def _arrays(state):
+    return {name: getattr(state, name) for name in state.trained_fields()}
 
 
 def _block_pairs(layout):

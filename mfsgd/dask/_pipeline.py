@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._layout import balanced_blocks
+from ..training.layout import assign_blocks
 from .._validation import as_id_array, as_rating_array
 from . import _blocks
 
@@ -66,7 +66,7 @@ def rating_frame(ddf, user, item, rating, name="ddf"):
 def gather_ratings(client, frame, user, item, rating):
     """The ratings of a (small) dask DataFrame from :func:`rating_frame`, gathered on the
     client as a :class:`mfsgd.Ratings` (checked, with its errors, as ``from_dataframe``)."""
-    from ..ratings import Ratings
+    from ..data.ratings import Ratings
 
     return Ratings.from_dataframe(client.compute(frame).result(), user=user, item=item,
                                   rating=rating, timestamp=False)
@@ -331,8 +331,6 @@ def place_blocks(client, indexed, row_block, col_block, n_blocks, seed, owners=N
 
 
 def draw_assignment(indexed, n_blocks, rng):
-    """The random draws of :func:`mfsgd._layout.build_layout`, in its order, on the client:
-    (row block of every user, column block of every item, layout seed)."""
-    row_block = balanced_blocks(indexed.user_counts, n_blocks, rng)
-    col_block = balanced_blocks(indexed.item_counts, n_blocks, rng)
-    return row_block, col_block, int(rng.integers(0, 2**63))
+    """The block assignment a local fit draws (:func:`mfsgd.training.layout.assign_blocks`),
+    drawn on the client: (row block of every user, column block of every item, layout seed)."""
+    return assign_blocks(indexed.user_counts, indexed.item_counts, n_blocks, rng)
