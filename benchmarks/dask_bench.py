@@ -143,8 +143,8 @@ def _dask_fit(client, parquet, params, checkpoint, local):
     total = time.perf_counter() - start
     kernel = [sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
               for task in stream.data if str(task["key"]).startswith("run_block")]
-    n_blocks, n_epochs = model.blocks_.n_blocks, params["n_epochs"]
-    fitted = model.to_local(seen=False)
+    n_blocks, n_epochs = params["n_blocks"], params["n_epochs"]
+    fitted = model.to_local()
     return {
         "epoch_s": _steady_epoch_seconds(model.history_),
         "prepare_s": total - sum(record["seconds"] for record in model.history_),

@@ -301,6 +301,12 @@ class BlockEpochDriver:
         _release(futures)
         self._epochs.clear()
 
+    def restart_from_checkpoint(self):
+        """Let go of every epoch in flight and install the checkpoint again, under a new
+        generation (so that tasks still running change nothing that is read again)."""
+        self.discard_epochs()
+        self._install_checkpoint()
+
     def run_epoch(self, schedule, lr, seed):
         """Submit one epoch and wait for it; see :meth:`finish_epoch`."""
         self.submit_epoch(schedule, lr, seed)

@@ -17,7 +17,7 @@ from ..data._idmap import IdMap
 from ..exceptions import DivergenceError
 from ..models.mf import MatrixFactorization
 from ..training.layout import auto_n_blocks
-from ..training.loop import train_epochs
+from ..training.loop import draw_epoch, train_epochs
 from ..training.setup import indexed_pairs
 from . import _blocks, _pipeline
 from ._driver import CHECKPOINTS, BlockEpochDriver
@@ -192,8 +192,7 @@ class DaskMatrixFactorization(MatrixFactorization):
         client, blocks = self._placed
         settings = _blocks.KernelSettings.of(params, self.fit_state_.global_mean,
                                              blocks.n_blocks)
-        return DaskBackend(self, client, blocks, settings, self.checkpoint,
-                           params["non_negative"])
+        return DaskBackend(self, client, blocks, settings, self.checkpoint, kernel, params)
 
     def partial_fit(self, X, n_epochs=1, validation=None):
         """Not available on a Dask cluster: continue locally with ``to_local().partial_fit``.
@@ -243,10 +242,14 @@ class DaskBackend:
     """Runs an epoch's blocks as Dask tasks (the backend interface of
     :mod:`mfsgd.training.loop`) through a :class:`~mfsgd.dask._driver.BlockEpochDriver`.
 
-    At an epoch's first call the whole epoch is submitted; each call then waits for the
-    sub-epochs it asks for (with ``checkpoint="epoch"`` the block errors come at the epoch's
-    end, so the first call waits for the whole epoch).  ``sync`` writes the checkpointed
-    factor blocks into the state.
+    Each call waits for the sub-epochs the loop asks for (with ``checkpoint="epoch"`` the
+    block errors come at the epoch's end, so the first call of an epoch waits for all of
+    it).  ``sync`` writes the checkpointed factor blocks into the state and, when another
+    epoch follows, submits it at once with the draws the loop will make
+    (:func:`mfsgd.training.loop.draw_epoch` on a copy of the generator), so that the workers
+    run it while the client ends the current epoch (penalty, validation, callbacks).  The
+    loop's own draws are checked against it; an epoch submitted ahead that is not run
+    (training stopped) is let go of at ``close``.
 
     Parameters
     ----------
@@ -256,8 +259,10 @@ class DaskBackend:
     blocks : mfsgd.dask._pipeline.BlockSet
     settings : mfsgd.dask._blocks.KernelSettings
     checkpoint : {"sub-epoch", "epoch"}
-    non_negative : bool
-        Clamp the initial factors at 0 as the local kernel does when it opens.
+    kernel : MFKernel
+        The learning rate of an epoch submitted ahead.
+    params : dict
+        The model's checked parameters (``n_epochs``, ``non_negative``).
 
     Attributes
     ----------
@@ -265,17 +270,19 @@ class DaskBackend:
         The driver's statistics of the latest training call.
     """
 
-    def __init__(self, model, client, blocks, settings, checkpoint, non_negative):
+    def __init__(self, model, client, blocks, settings, checkpoint, kernel, params):
         self.model, self.client, self.blocks = model, client, blocks
         self.settings, self.checkpoint = settings, checkpoint
-        self.non_negative = non_negative
+        self.kernel, self.params = kernel, params
         self.driver = None
         self.stats = {}
-        self._epoch_sse = None
+        self._running = False          # an epoch of the loop is submitted
+        self._ahead = None             # (blocks, lr, seed) of the epoch submitted ahead
+        self._epoch_sse = None         # the block errors of a finished epoch
 
     def open(self, state):
         """Install the state's factor blocks on the workers that own them."""
-        if self.non_negative:
+        if self.params["non_negative"]:         # as MFKernel.open clamps them
             np.maximum(state.user_factors, 0, out=state.user_factors)
             np.maximum(state.item_factors, 0, out=state.item_factors)
         self.driver = BlockEpochDriver(self.client, self.blocks, self.settings,
@@ -286,9 +293,8 @@ class DaskBackend:
         """Run (or wait for) the sub-epochs whose blocks are the rows of `blocks`; every
         block's squared error known so far (those of `blocks` among them)."""
         part = state.partial_epoch
-        if part.done == 0 and not self.driver.epochs_in_flight:
-            self.driver.submit_epoch(part.blocks, lr, seed)
-            self._epoch_sse = None
+        if not self._running:
+            self._start(part.blocks, lr, part.seed)
         if self._epoch_sse is not None:           # the epoch is done with on the workers
             return self._epoch_sse
         wanted = part.done + len(blocks) if self.checkpoint == "sub-epoch" else len(part.blocks)
@@ -297,8 +303,25 @@ class DaskBackend:
             self._epoch_sse = block_sse
         return block_sse
 
+    def _start(self, blocks, lr, seed):
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not (np.array_equal(ahead[0], blocks) and ahead[1] == lr
+                                      and ahead[2] == seed):
+            self.driver.restart_from_checkpoint()        # drawn otherwise: let it go
+            ahead = None
+        if ahead is None:
+            self.driver.submit_epoch(blocks, lr, seed)
+        self._running, self._epoch_sse = True, None
+
     def sync(self, state):
-        """Write the checkpointed factor blocks into the state's arrays."""
+        """Submit the next epoch, if one follows, then write the checkpointed factor blocks
+        into the state's arrays."""
+        self._running = False
+        if state.epochs_done + 1 < self.params["n_epochs"]:
+            blocks, seed = draw_epoch(state.layout.n_blocks, copy.deepcopy(state.rng))
+            lr = self.kernel.learning_rate(state.epochs_done + 1)
+            self.driver.submit_epoch(blocks, lr, seed)
+            self._ahead = (blocks, lr, seed)
         self.driver.write_state(_arrays(state))
 
     def close(self, state):
@@ -306,8 +329,7 @@ class DaskBackend:
 
         When an interrupt stopped the epoch between calls, the state gets the factors of the
         last checkpoint and ``state.partial_epoch`` says how far that is (the whole epoch, if
-        the workers finished it), so that the state is consistent for a later
-        ``partial_fit``."""
+        the workers finished it), so that the state is consistent with its epoch counters."""
         part = state.partial_epoch
         if part is not None and self.driver is not None:
             if self._epoch_sse is not None:
