@@ -155,6 +155,7 @@ class DaskMatrixFactorization(MatrixFactorization):
             raise
         finally:
             self.__dict__.pop("_placed", None)
+            self.__dict__.pop("_training_backend", None)
         self.driver_stats_ = dict(backend.stats)
         state.seen_indptr, state.seen_indices = _gather_seen(client, blocks, state.n_users,
                                                              state.n_items)
@@ -192,7 +193,14 @@ class DaskMatrixFactorization(MatrixFactorization):
         client, blocks = self._placed
         settings = _blocks.KernelSettings.of(params, self.fit_state_.global_mean,
                                              blocks.n_blocks)
-        return DaskBackend(self, client, blocks, settings, self.checkpoint, kernel, params)
+        self._training_backend = DaskBackend(client, blocks, settings, self.checkpoint, kernel,
+                                             params)
+        return self._training_backend
+
+    @property
+    def _driver(self):
+        """The driver of the training call in progress (tests inject faults through it)."""
+        return self._training_backend.driver
 
     def partial_fit(self, X, n_epochs=1, validation=None):
         """Not available on a Dask cluster: continue locally with ``to_local().partial_fit``.
@@ -253,8 +261,6 @@ class DaskBackend:
 
     Parameters
     ----------
-    model : DaskMatrixFactorization
-        Gets the driver as ``_driver`` while training runs (for tests that inject faults).
     client : distributed.Client
     blocks : mfsgd.dask._pipeline.BlockSet
     settings : mfsgd.dask._blocks.KernelSettings
@@ -266,12 +272,14 @@ class DaskBackend:
 
     Attributes
     ----------
+    driver : BlockEpochDriver or None
+        The driver of the training call in progress.
     stats : dict
         The driver's statistics of the latest training call.
     """
 
-    def __init__(self, model, client, blocks, settings, checkpoint, kernel, params):
-        self.model, self.client, self.blocks = model, client, blocks
+    def __init__(self, client, blocks, settings, checkpoint, kernel, params):
+        self.client, self.blocks = client, blocks
         self.settings, self.checkpoint = settings, checkpoint
         self.kernel, self.params = kernel, params
         self.driver = None
@@ -287,7 +295,6 @@ class DaskBackend:
             np.maximum(state.item_factors, 0, out=state.item_factors)
         self.driver = BlockEpochDriver(self.client, self.blocks, self.settings,
                                        _arrays(state), self.checkpoint)
-        self.model._driver = self.driver
 
     def run(self, state, blocks, lr, seed):
         """Run (or wait for) the sub-epochs whose blocks are the rows of `blocks`; every
@@ -339,7 +346,6 @@ class DaskBackend:
         if self.driver is not None:
             self.stats = dict(self.driver.stats)
             self.driver.close()
-        self.model.__dict__.pop("_driver", None)
 
 
 def _arrays(state):
