@@ -250,14 +250,15 @@ class DaskBackend:
     """Runs an epoch's blocks as Dask tasks (the backend interface of
     :mod:`mfsgd.training.loop`) through a :class:`~mfsgd.dask._driver.BlockEpochDriver`.
 
-    Each call waits for the sub-epochs the loop asks for (with ``checkpoint="epoch"`` the
-    block errors come at the epoch's end, so the first call of an epoch waits for all of
-    it).  ``sync`` writes the checkpointed factor blocks into the state and, when another
-    epoch follows, submits it at once with the draws the loop will make
-    (:func:`mfsgd.training.loop.draw_epoch` on a copy of the generator), so that the workers
-    run it while the client ends the current epoch (penalty, validation, callbacks).  The
-    loop's own draws are checked against it; an epoch submitted ahead that is not run
-    (training stopped) is let go of at ``close``.
+    When an epoch starts, the backend submits it and, when another epoch follows, that one
+    too, with the draws the loop will make for it (:func:`mfsgd.training.loop.draw_epoch` on
+    a copy of the generator): the workers then go on while the client gathers the epoch's
+    last checkpoint and ends the epoch (penalty, validation, callbacks).  The loop's own
+    draws are checked against it; an epoch submitted ahead that is not run (training
+    stopped) is let go of at ``close``.  Each call waits for the sub-epochs the loop asks
+    for (with ``checkpoint="epoch"`` the block errors come at the epoch's end, so the first
+    call of an epoch waits for all of it).  ``sync`` writes the checkpointed factor blocks
+    into the state.
 
     Parameters
     ----------
@@ -302,11 +303,12 @@ class DaskBackend:
         part = state.partial_epoch
         if not self._running:
             self._start(part.blocks, lr, part.seed)
+            self._submit_next(state)
         if self._epoch_sse is not None:           # the epoch is done with on the workers
             return self._epoch_sse
         wanted = part.done + len(blocks) if self.checkpoint == "sub-epoch" else len(part.blocks)
         block_sse = self.driver.wait_sub_epochs(wanted)
-        if not self.driver.epochs_in_flight:
+        if wanted == len(part.blocks):
             self._epoch_sse = block_sse
         return block_sse
 
@@ -320,15 +322,18 @@ class DaskBackend:
             self.driver.submit_epoch(blocks, lr, seed)
         self._running, self._epoch_sse = True, None
 
-    def sync(self, state):
-        """Submit the next epoch, if one follows, then write the checkpointed factor blocks
-        into the state's arrays."""
-        self._running = False
+    def _submit_next(self, state):
+        """Submit the epoch after the one starting, if one follows, with the draws the loop
+        will make for it (the generator draws nothing else in between)."""
         if state.epochs_done + 1 < self.params["n_epochs"]:
             blocks, seed = draw_epoch(state.layout.n_blocks, copy.deepcopy(state.rng))
             lr = self.kernel.learning_rate(state.epochs_done + 1)
             self.driver.submit_epoch(blocks, lr, seed)
             self._ahead = (blocks, lr, seed)
+
+    def sync(self, state):
+        """Write the checkpointed factor blocks into the state's arrays."""
+        self._running = False
         self.driver.write_state(_arrays(state))
 
     def close(self, state):

@@ -40,9 +40,12 @@ The **backend** says where the blocks run; the loop calls:
     epoch's learning rate and kernel seed; the blocks' squared errors.
 ``sync(state)``
     After an epoch's last ``run``: bring the current arrays into the state before the loop
-    reads them (penalty, divergence check, validation, callbacks, early stopping).  A backend
-    may start the next epoch here, with the draws :func:`draw_epoch` makes from a copy of
-    ``state.rng``; the loop then draws the same ones, unless training stops first.
+    reads them (penalty, divergence check, validation, callbacks, early stopping).
+
+A backend may start the next epoch before the loop asks for it (once the current epoch has
+started, the generator draws nothing until the next epoch's start): with the draws
+:func:`draw_epoch` makes from a copy of ``state.rng``, which the loop then makes itself,
+unless training stops first.
 
 :class:`LocalBackend` runs the kernel in this process (OpenMP threads over the blocks of a
 sub-epoch).  A distributed backend runs the same blocks as tasks elsewhere: it can lay each
@@ -256,8 +259,9 @@ def draw_epoch(n_blocks, rng):
     (:func:`mfsgd.training.layout.block_schedule`), then the kernel seed.
 
     A backend that starts the next epoch before the loop has ended the current one (a
-    distributed backend submitting it while the client computes the objective and runs the
-    callbacks) draws it with this function from a copy of the state's generator.
+    distributed backend keeping its workers busy while the client gathers the factors,
+    computes the objective and runs the callbacks) draws it with this function from a copy
+    of the state's generator.
 
     Returns
     -------
