@@ -59,7 +59,7 @@ def option_dest(flag):
 
 def load_data(args):
     """The Ratings named by ``args.data``: 'demo', a MovieLens name, folder or archive, or a
-    delimited ratings file (read with ``args.sep`` and ``args.columns``)."""
+    delimited ratings file (read with ``args.sep``, ``args.columns`` and ``args.encoding``)."""
     source = args.data
     columns = getattr(args, "columns", None)
     columns = None if columns is None else parse_columns(columns)
@@ -86,6 +86,8 @@ def load_data(args):
     options = {"sep": args.sep}
     if columns is not None:
         options["columns"] = columns
+    if getattr(args, "encoding", None) is not None:
+        options["encoding"] = args.encoding
     return read_ratings(source, **options)
 
 
@@ -101,7 +103,7 @@ def parse_columns(text):
 
 
 def _refuse_file_options(args, what):
-    for flag in ("--sep", "--columns"):
+    for flag in ("--sep", "--columns", "--encoding"):
         if getattr(args, option_dest(flag), None) is not None:
             raise CommandError(f"{flag} applies to a ratings file, not to {what}")
 
@@ -394,7 +396,7 @@ def _flag_value(value):
 def _data_flags(args):
     """DATA and the options needed to read it again, as shell words."""
     words = [args.data]
-    for flag in ("--sep", "--columns", "--data-home"):
+    for flag in ("--sep", "--columns", "--encoding", "--data-home"):
         value = getattr(args, option_dest(flag), None)
         if value is not None:
             words += [flag, value]

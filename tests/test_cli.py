@@ -176,11 +176,27 @@ def test_columns_option_says_which_field_is_what(columns, n_users, n_items, four
     (("--columns", ""), "--columns must be a comma list"),
     (("--columns", "user,item,rating"), "--columns applies to a ratings file, not to the built-in demo"),
     (("--sep", ","), "--sep applies to a ratings file"),
+    (("--encoding", "latin-1"), "--encoding applies to a ratings file"),
 ])
 def test_file_options_are_checked(args, expected, four_field_csv, capsys):
     data = four_field_csv if "must be" in expected else "demo"
     code, out, err = main(capsys, "train", data, *args, "--epochs", "1")
     assert code == 1 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_encoding_option_reads_a_latin1_file(tmp_path, capsys):
+    """A file in Latin-1 (not UTF-8) trains with --encoding; without it the one-line error
+    shows the id that is not UTF-8."""
+    path = tmp_path / "latin1.csv"
+    path.write_text("user,item,rating\nJosé,Café,4\nJosé,Crème,2\nRené,Café,5\n",
+                    encoding="latin-1")
+    code, out, err = main(capsys, "train", path, "--epochs", "1")
+    assert code == 1 and "b'Jos\\xe9' is not valid utf-8" in err
+    model = tmp_path / "model.npz"
+    code, out, err = main(capsys, "train", path, "--encoding", "latin-1", "--test-size", "0",
+                          "--epochs", "2", "--factors", "2", "--save", model)
+    assert code == 0, err
+    assert saved_model(model).user_ids_.tolist() == ["José", "René"]
 
 
 # ---------------------------------------------------------------- --test-size 0 and evaluate
