@@ -3,6 +3,7 @@ import os
 import re
 import shlex
 import time
+import unicodedata
 
 import numpy as np
 
@@ -304,14 +305,23 @@ def run_recommend(args, out):
     rows = [(str(rank), str(item), f"{score:.3f}", titles.get(item) or "")
             for rank, (item, score) in enumerate(zip(items.tolist(), scores.tolist()), start=1)]
     header = ("rank", "item", "score", "title" if any(row[3] for row in rows) else "")
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(3)]
+    widths = [max(display_width(row[column]) for row in [header, *rows]) for column in range(3)]
     # Numbers are right-aligned; string ids, like titles, read better left-aligned.
-    item_align = ">" if np.asarray(model.item_ids_).dtype.kind in "iu" else "<"
+    right = np.asarray(model.item_ids_).dtype.kind in "iu"
     for rank, item, score, title in [header, *rows]:
-        line = (f"{rank:>{widths[0]}}  {item:{item_align}{widths[1]}}  {score:>{widths[2]}}"
-                f"  {title}")
+        item_pad = " " * (widths[1] - display_width(item))
+        item = item_pad + item if right else item + item_pad
+        line = f"{rank:>{widths[0]}}  {item}  {score:>{widths[2]}}  {title}"
         print(line.rstrip(), file=out)
     return 0
+
+
+def display_width(text):
+    """Columns that `text` takes on a terminal: wide (East Asian) characters take two,
+    combining marks and other zero-width characters none."""
+    return sum(0 if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Cf")
+               else 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+               for char in text)
 
 
 def _typed_id(text, known_ids):

@@ -388,6 +388,33 @@ def test_recommend_aligns_its_columns(movielens_folder, tmp_path, capsys):
     assert {len(row.split()[1]) for row in rows} == {1, 2}      # ids of different widths
 
 
+def test_recommend_aligns_wide_and_combining_characters(tmp_path, capsys):
+    """String ids are padded by the columns a terminal gives them: two for each wide (East
+    Asian) character, none for a combining accent."""
+    import unicodedata
+    items = ["a", "item-b", "日本語", unicodedata.normalize("NFD", "Crème brûlée"), "Ⅻ"]
+    path = tmp_path / "wide.csv"
+    path.write_text("user,item,rating\n" + "".join(
+        f"{user},{item},{1 + (user + n) % 5}\n" for user in range(6)
+        for n, item in enumerate(items) if (user + n) % 3), encoding="utf-8")
+    model = tmp_path / "model.npz"
+    code, out, err = main(capsys, "train", path, "--test-size", "0", "--epochs", "2",
+                          "--factors", "2", "--save", model)
+    assert code == 0, err
+    code, out, err = main(capsys, "recommend", model, "0", "-n", "5", "--include-seen")
+    assert code == 0, err
+    header, *rows = out.splitlines()[1:]
+    assert len(rows) == 5
+
+    def columns_before(line, end):
+        text = line[:end]
+        return sum(0 if unicodedata.combining(char) else
+                   2 if unicodedata.east_asian_width(char) == "W" else 1 for char in text)
+
+    score_column = header.index("score")
+    assert {columns_before(row, row.rindex("  ") + 2) for row in rows} == {score_column}
+
+
 # ---------------------------------------------------------------- pipes
 
 
