@@ -1,5 +1,5 @@
-"""Every rating set from 1 x 1 up trains, with every k, dtype, schedule and option (issue 9:
-1 x n and n x 1 sets crashed in the kernel, whose row width came from a one-row array's
+"""Every rating set from 1 x 1 up trains, with every k, dtype, learning-rate schedule and option
+(1 x n and n x 1 sets once crashed in the kernel, whose row width came from a one-row array's
 stride)."""
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""scikit-learn interoperability (issue 9): clone, repr, the HTML display, tags and splitters
+"""scikit-learn interoperability: clone, repr, the HTML display, tags and splitters
 work on every mfsgd estimator when scikit-learn is installed; mfsgd never needs it."""
 import numpy as np
 import pytest
