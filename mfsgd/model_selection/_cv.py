@@ -5,7 +5,7 @@ import os
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from functools import partial
 
 import numpy as np
@@ -124,6 +124,9 @@ def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
     return result
 
 
+INTERRUPT_POLL_SECONDS = 0.1
+
+
 def run_tasks(tasks, n_workers, on_done=None):
     """Run callables, in `n_workers` threads when above 1; results in task order.
 
@@ -148,11 +151,18 @@ def run_tasks(tasks, n_workers, on_done=None):
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="mfsgd-cv") as pool:
         futures = {pool.submit(run, task): index for index, task in enumerate(tasks)}
         try:
-            for future in as_completed(futures):
-                index = futures[future]
-                results[index] = future.result()
-                if on_done is not None:
-                    on_done(index, results[index])
+            pending = set(futures)
+            while pending:
+                # Short waits: the operating system may hand SIGINT to any thread, and then
+                # only the main thread's return to Python code runs the handler.  A blocking
+                # wait would hold Ctrl-C back until a fold fit ends.
+                done, pending = wait(pending, timeout=INTERRUPT_POLL_SECONDS,
+                                     return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=futures.get):
+                    index = futures[future]
+                    results[index] = future.result()
+                    if on_done is not None:
+                        on_done(index, results[index])
         except BaseException:
             stop.set()
             for future in futures:
