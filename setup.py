@@ -1,5 +1,5 @@
-"""Build the mfsgd extensions: cythonize mfsgd/_sgd.pyx and mfsgd/_topn.pyx, with OpenMP when
-the compiler has it.
+"""Build the mfsgd extensions: cythonize mfsgd/_sgd.pyx, mfsgd/_topn.pyx and mfsgd/_svdpp.pyx,
+with OpenMP when the compiler has it.
 
 Set MFSGD_NO_OPENMP=1 to build without OpenMP (single-threaded training).
 """
@@ -75,6 +75,7 @@ extensions = [
     kernel_extension("_sgd", KERNEL_HEADERS),
     # Top-n scoring shares the SGD kernel's dot product, so its scores equal predict's.
     kernel_extension("_topn", KERNEL_HEADERS),
+    kernel_extension("_svdpp", KERNEL_HEADERS + ["mfsgd/_svdpp.h", "mfsgd/_svdpp_impl.h"]),
 ]
 
 setup(

@@ -1,0 +1,158 @@
+"""Lay ratings and implicit feedback out for the SVD++ kernel (:mod:`mfsgd._svdpp`).
+
+Users and items are split into B row and B column blocks as for matrix factorization
+(:func:`mfsgd._layout.balanced_blocks`).  N(u), the items of user u's implicit feedback (the
+rated items plus any extra pairs), is cut by column block into *cells*: one cell per user and
+column block where N(u) has items.  Cells are numbered user by user (a user's cells are
+consecutive, by column block), and their items are stored in that order, so the cells of a
+user list N(u).  Each cell is one *run* of the blocked layout: block (row block of u, column
+block of the cell) holds the runs of its cells in user order, each with the user's ratings of
+items in that column block (possibly none), shuffled once per fit.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _svdpp
+from ._layout import balanced_blocks
+
+
+@dataclass
+class SvdppLayout:
+    """Runs, cells and the counts the objective needs, for :func:`_svdpp.svdpp_epoch`."""
+
+    n_blocks: int
+    block_ptr: np.ndarray
+    run_user: np.ndarray
+    run_cell: np.ndarray
+    run_ptr: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    order: np.ndarray
+    block_sse: np.ndarray
+    user_cell_ptr: np.ndarray
+    cell_item_ptr: np.ndarray
+    cell_items: np.ndarray
+    column_cell_ptr: np.ndarray
+    column_cells: np.ndarray
+    user_counts: np.ndarray
+    item_counts: np.ndarray
+    implicit_weights: np.ndarray
+
+    @property
+    def n_cells(self):
+        """Number of (user, column block) cells."""
+        return len(self.cell_item_ptr) - 1
+
+    @property
+    def nbytes(self):
+        """Memory held by the layout arrays."""
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+    def kernel_arrays(self):
+        """The layout arguments of :func:`_svdpp.svdpp_epoch`, in order."""
+        return (self.block_ptr, self.run_user, self.run_cell, self.run_ptr, self.items,
+                self.ratings, self.user_cell_ptr, self.cell_item_ptr, self.cell_items)
+
+    def cell_arrays(self):
+        """(user_cell_ptr, cell_item_ptr, cell_items): the cells and N(u) of every user."""
+        return self.user_cell_ptr, self.cell_item_ptr, self.cell_items
+
+
+def implicit_sets(ratings, implicit=None):
+    """N(u) of every user as CSR (indptr int64, indices int32, sorted, without repeats).
+
+    Parameters
+    ----------
+    ratings : rating set with CSR ``indptr``/``indices`` and ``n_users``/``n_items``
+    implicit : (indptr, indices) or None
+        Extra (user, item) pairs as CSR over the same users and items; pairs that are also
+        rated count once.
+    """
+    shape = (ratings.n_users, ratings.n_items)
+    rated = sp.csr_matrix((np.ones(len(ratings.indices), dtype=np.int8), ratings.indices,
+                           ratings.indptr), shape=shape)
+    if implicit is not None:
+        indptr, indices = implicit
+        rated = rated + sp.csr_matrix((np.ones(len(indices), dtype=np.int8), indices, indptr),
+                                      shape=shape)
+    rated.sum_duplicates()
+    rated.sort_indices()
+    return rated.indptr.astype(np.int64), rated.indices.astype(np.int32)
+
+
+def build_svdpp_layout(ratings, n_indptr, n_indices, n_blocks, rng):
+    """Build the SVD++ layout of `ratings` (user-major CSR) and the implicit sets N(u).
+
+    Parameters
+    ----------
+    ratings : rating set with ``indptr``, ``indices``, ``data``, ``n_users``, ``n_items``
+    n_indptr, n_indices : ndarray
+        N(u) as CSR over the same users and items (from :func:`implicit_sets`): sorted, and
+        holding every rated item.
+    n_blocks : int
+    rng : numpy Generator
+        Draws the block assignments, then the seed of the per-run shuffle.
+    """
+    n_users, n_items, B = ratings.n_users, ratings.n_items, n_blocks
+    indptr = np.asarray(ratings.indptr, dtype=np.int64)
+    indices = np.asarray(ratings.indices, dtype=np.int32)
+    user_counts = np.diff(indptr)
+    n_counts = np.diff(n_indptr)
+    item_counts = np.bincount(indices, minlength=n_items)
+    implicit_counts = np.bincount(n_indices, minlength=n_items)
+    row_block = balanced_blocks(user_counts + n_counts, B, rng)
+    col_block = balanced_blocks(item_counts + implicit_counts, B, rng)
+    seed = int(rng.integers(0, 2**63))
+
+    # cells: N entries grouped by (user, column block), items ascending within a cell
+    n_users_of = np.repeat(np.arange(n_users, dtype=np.int64), n_counts)
+    n_key = n_users_of * B + col_block[n_indices]
+    by_cell = np.argsort(n_key, kind="stable")
+    cell_items = np.ascontiguousarray(n_indices[by_cell], dtype=np.int32)
+    sorted_key = n_key[by_cell]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) \
+        if len(sorted_key) else np.zeros(0, dtype=np.int64)
+    cell_key = sorted_key[starts]
+    n_cells = len(cell_key)
+    cell_item_ptr = np.append(starts, len(sorted_key)).astype(np.int64)
+    cell_user, cell_column = cell_key // B, cell_key % B
+    user_cell_ptr = np.searchsorted(cell_user, np.arange(n_users + 1)).astype(np.int64)
+
+    # runs: one per cell, block by block, users ascending within a block
+    cell_block = row_block[cell_user].astype(np.int64) * B + cell_column
+    run_cell = np.argsort(cell_block, kind="stable").astype(np.int32)
+    block_ptr = np.zeros(B * B + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell_block, minlength=B * B), out=block_ptr[1:])
+    run_user = cell_user[run_cell].astype(np.int32)
+    run_of_cell = np.empty(n_cells, dtype=np.int64)
+    run_of_cell[run_cell] = np.arange(n_cells)
+
+    # each rating goes to the run of its (user, column block) cell
+    users = np.repeat(np.arange(n_users, dtype=np.int64), user_counts)
+    rating_key = users * B + col_block[indices]
+    rating_cell = np.searchsorted(cell_key, rating_key)
+    if len(rating_key) and (n_cells == 0 or not np.array_equal(
+            cell_key[np.minimum(rating_cell, n_cells - 1)], rating_key)):
+        raise ValueError("the implicit sets N(u) must hold every rated item")
+    rating_run = run_of_cell[rating_cell]
+    by_run = np.argsort(rating_run, kind="stable")
+    items = np.ascontiguousarray(indices[by_run], dtype=np.int32)
+    values = np.ascontiguousarray(np.asarray(ratings.data)[by_run], dtype=np.float32)
+    run_ptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rating_run, minlength=n_cells), out=run_ptr[1:])
+    _svdpp.shuffle_runs(run_ptr, items, values, seed)
+
+    # the cells of each column block, in user order (for applying pending maps)
+    column_cells = np.argsort(cell_column, kind="stable").astype(np.int32)
+    column_cell_ptr = np.zeros(B + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell_column, minlength=B), out=column_cell_ptr[1:])
+
+    implicit_weights = np.bincount(n_indices, weights=user_counts[n_users_of].astype(np.float64),
+                                   minlength=n_items)
+    return SvdppLayout(B, block_ptr, run_user, run_cell, run_ptr, items, values,
+                       np.empty(n_cells, dtype=np.int32), np.zeros(B * B), user_cell_ptr,
+                       cell_item_ptr, cell_items, column_cell_ptr, column_cells,
+                       user_counts.astype(np.float64), item_counts.astype(np.float64),
+                       implicit_weights)
