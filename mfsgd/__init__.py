@@ -23,8 +23,9 @@ from .datasets import load_movielens
 from .io import read_ratings
 from .model import DivergenceError, MatrixFactorization, NotFittedError
 from .ratings import Ratings
+from .svdpp import SVDpp
 from .synthetic import make_synthetic
 from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
 
-__all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
-           "make_synthetic", "read_ratings", "load_movielens", "__version__"]
+__all__ = ["MatrixFactorization", "SVDpp", "Ratings", "DivergenceError", "NotFittedError",
+           "clone", "make_synthetic", "read_ratings", "load_movielens", "__version__"]
