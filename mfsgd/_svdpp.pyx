@@ -7,14 +7,14 @@ segment-shuffled schedule of :mod:`mfsgd._sgd` (same row/column blocks, sub-epoc
 order of a block's runs from ``block_order``), with one run per *cell*: a user u and a column
 block c in which N(u) has items (a cell may have no ratings).  Within a run the ratings follow
 Koren's per-rating SGD rules exactly, with the implicit sum carried along in O(k) per rating;
-the y-updates of the run are applied once per run, O(|N_c(u)| k) for the run's own column
-block; the other column blocks' y rows get them at the user's next run there.  The exact
-order and the staleness it implies are in ``_svdpp_impl.h`` and the README; in short, the
-implicit sum a run starts from misses only what *other* users wrote, since this user's
-previous run in that column block, into the y rows of *other* column blocks.
+the run's y-updates are applied once, O(|N_c(u)| k), to the rows of its own column block at
+the end of the run, and to the other column blocks' rows at the user's next run there.  After
+every sub-epoch each cell's sum is re-read.  The exact order and what a run does not see are
+in ``_svdpp_impl.h`` and the README.
 
-Every write goes to rows the thread owns in its sub-epoch: y rows of the block's column block,
-and the user's own P row, bias and cells; so the result does not depend on the thread count.
+Every write goes to rows the thread owns in its sub-epoch (y rows of the block's column block,
+and the user's own P row, bias and cells), and the refresh between sub-epochs writes each
+cell's sum from rows nobody writes then; so the result does not depend on the thread count.
 """
 import numpy as np
 
@@ -63,10 +63,10 @@ cdef extern from "_svdpp.h" nogil:
                                    const svdpp_layout_view *lay, int64_t u0, int64_t u1, int k)
     void svd_user_vectors_f64_base(double *out, const double *P, const double *Y,
                                    const svdpp_layout_view *lay, int64_t u0, int64_t u1, int k)
-    void svd_cell_sums_f32_base(float *V, const float *Y, const svdpp_layout_view *lay,
-                                int64_t x0, int64_t x1, int k)
-    void svd_cell_sums_f64_base(double *V, const double *Y, const svdpp_layout_view *lay,
-                                int64_t x0, int64_t x1, int k)
+    void svd_refresh_f32(float *V, const float *Y, const float *C, const float *D,
+                         const svdpp_layout_view *lay, int64_t x0, int64_t x1, int k)
+    void svd_refresh_f64(double *V, const double *Y, const double *C, const double *D,
+                         const svdpp_layout_view *lay, int64_t x0, int64_t x1, int k)
 
 FLAG_BIASED = MF_BIASED
 cdef enum:
@@ -141,7 +141,7 @@ def svdpp_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[:, ::1] Y,
                 const int32_t[::1] cell_items, const int32_t[:, ::1] schedule,
                 int32_t[::1] order, double[::1] block_sse, double mu, double lr, double reg,
                 double bias_reg, double implicit_lr, double implicit_reg, int flags,
-                uint64_t seed, int n_threads):
+                uint64_t seed, int refresh_every, int n_threads):
     """Run one SVD++ SGD epoch over the blocked layout, in place on the state.
 
     Parameters
@@ -173,6 +173,9 @@ def svdpp_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[:, ::1] Y,
         FLAG_BIASED or 0.
     seed : int
         Seed of this epoch's visiting order.
+    refresh_every : int
+        After every `refresh_every`-th sub-epoch (counting from 1), every cell's V is
+        recomputed from the y rows as they are then (:func:`refresh_cells`); 0: never.
     n_threads : int
         Threads for the blocks of a sub-epoch (no effect on the result).
 
@@ -213,7 +216,8 @@ def svdpp_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[:, ::1] Y,
                                        user_cell_ptr, cell_item_ptr, cell_items)
     cdef int is_double = floating is double
     cdef Py_ssize_t n_sub = schedule.shape[0], width = schedule.shape[1], s, t, b
-    cdef int64_t blk, start, n_runs, j, most_runs = 0
+    cdef int64_t blk, start, n_runs, j, chunk, most_runs = 0
+    cdef int64_t n_cells = V.shape[0], n_chunks = (n_cells + CHUNK - 1) // CHUNK
     cdef double total = 0
     for b in range(block_ptr.shape[0] - 1):
         most_runs = max(most_runs, block_ptr[b + 1] - block_ptr[b])
@@ -234,15 +238,29 @@ def svdpp_epoch(floating[:, ::1] P, floating[:, ::1] Q, floating[:, ::1] Y,
                     order[j] = order[j] + <int32_t>start
                 block_sse[blk] = svd_block(is_double, &st, &lay, &order[start], n_runs,
                                            <int>w, &prm)
+            if refresh_every > 0 and (s + 1) % refresh_every == 0 and n_cells > 0:
+                for chunk in prange(n_chunks, num_threads=n_threads, schedule="static"):
+                    if floating is float:
+                        svd_refresh_f32(&V[0, 0], &Y[0, 0], &C[0], &D[0, 0], &lay,
+                                        chunk * CHUNK, min(chunk * CHUNK + CHUNK, n_cells), <int>w)
+                    else:
+                        svd_refresh_f64(&V[0, 0], &Y[0, 0], &C[0], &D[0, 0], &lay,
+                                        chunk * CHUNK, min(chunk * CHUNK + CHUNK, n_cells), <int>w)
         for b in range(block_sse.shape[0]):
             total += block_sse[b]
     return total
 
 
-def cell_sums(floating[:, ::1] V, floating[:, ::1] Y, const int64_t[::1] user_cell_ptr,
-              const int64_t[::1] cell_item_ptr, const int32_t[::1] cell_items, int n_threads=1):
-    """V[x] = the sum of the y rows of cell x's items, for every cell."""
+def refresh_cells(floating[:, ::1] V, floating[:, ::1] Y, floating[::1] C,
+                  floating[:, ::1] D, const int64_t[::1] user_cell_ptr,
+                  const int64_t[::1] cell_item_ptr, const int32_t[::1] cell_items,
+                  int n_threads=1):
+    """V[x] = C[x] * (the sum of the y rows of cell x) + |cell x| * D[x], for every cell: the
+    sum of the cell's rows once its pending map is applied (with C = 1, D = 0: the plain sum)."""
     _check_rows("Y", V.shape[1], Y.shape[1])
+    _check_rows("D", V.shape[1], D.shape[1])
+    if C.shape[0] != V.shape[0] or D.shape[0] != V.shape[0]:
+        raise ValueError("V, D and C must have a row per cell")
     cdef svdpp_layout_view lay
     lay.user_cell_ptr = &user_cell_ptr[0]
     lay.cell_item_ptr = &cell_item_ptr[0]
@@ -255,11 +273,11 @@ def cell_sums(floating[:, ::1] V, floating[:, ::1] Y, const int64_t[::1] user_ce
         for chunk in prange((n_cells + CHUNK - 1) // CHUNK, num_threads=n_threads,
                             schedule="static"):
             if floating is float:
-                svd_cell_sums_f32_base(&V[0, 0], &Y[0, 0], &lay, chunk * CHUNK,
-                                       min(chunk * CHUNK + CHUNK, n_cells), w)
+                svd_refresh_f32(&V[0, 0], &Y[0, 0], &C[0], &D[0, 0], &lay, chunk * CHUNK,
+                                min(chunk * CHUNK + CHUNK, n_cells), w)
             else:
-                svd_cell_sums_f64_base(&V[0, 0], &Y[0, 0], &lay, chunk * CHUNK,
-                                       min(chunk * CHUNK + CHUNK, n_cells), w)
+                svd_refresh_f64(&V[0, 0], &Y[0, 0], &C[0], &D[0, 0], &lay, chunk * CHUNK,
+                                min(chunk * CHUNK + CHUNK, n_cells), w)
 
 
 def apply_pending(floating[:, ::1] Y, floating[::1] C, floating[:, ::1] D,

@@ -1,12 +1,13 @@
 /* One instantiation of the SVD++ block kernel.  _svdpp.h includes this file once per
  * (real type, instruction set), with MF_REAL, MF_NAME(x) and MF_TARGET defined as for
- * _kernels_impl.h, whose helpers of the same instantiation (mf_dot, mf_prefetch_row) it uses.
+ * _kernels_impl.h, whose helpers of the same instantiation (mf_prefetch_row) it uses, and
+ * SVD_LANES / SVD_BUTTERFLY for the dot product.
  *
  * The model: r_ui = mu + b_u + b_i + q_i . (p_u + z_u), z_u = |N(u)|^-1/2 sum_{j in N(u)} y_j.
  *
  * State.  Besides P, Q, Y and the biases, every *cell* (a user u and a column block c in
  * which N(u) has items; N_c(u) = those items) holds
- *     V[x]  the sum of the y rows of N_c(u), as last read, advanced by u's own updates since;
+ *     V[x]  the sum of the y rows of N_c(u) as last read, advanced by u's own updates since;
  *     C[x], D[x]  u's y-updates not yet written to those rows: an affine map y <- C y + D.
  * A user's cells are consecutive (user_cell_ptr), and so are the items of a cell
  * (cell_item_ptr, cell_items), so the items of all of a user's cells are N(u).
@@ -28,16 +29,29 @@
  * A run without ratings does step 1 only.  Steps 1 and 4 write only y rows of the
  * run's own column block; steps 2 and 5 touch only the user's own cells: so the blocks of a
  * sub-epoch, which share no row block and no column block, never touch the same memory.
+ * Between sub-epochs, when every row is at rest, svd_refresh_cells re-reads every cell:
+ * V[x] <- C[x] (sum of its rows) + |N_c(u)| D[x].
+ *
+ * What a run does not see (its staleness), exactly: z is u's implicit sum with all of u's own
+ * updates, and with every row of N_c(u) as it is now, except that
+ *   (a) rows of N_c'(u), c' != c, are taken as they were at the last refresh (the end of the
+ *       previous sub-epoch), so the writes made to them since, by the other block that owns
+ *       column block c' in this sub-epoch, are missing;
+ *   (b) another user's updates to rows outside the column block of the run that made them
+ *       are written at that user's next run in their column block (within one epoch), and are
+ *       missing until then.
+ * With one block (one cell per user) neither applies: training is Koren's sequential SGD.
  */
 
 /* Step 1 / 4: y_j <- c y_j + d for the n rows `items` (skipped when `apply` is 0), and
- * v <- their sum. */
+ * v <- their sum (accumulated in a local row, which a constant k keeps in registers). */
 static inline __attribute__((always_inline)) MF_TARGET void MF_NAME(svd_apply_sum)(
     MF_REAL *restrict Y, const int32_t *restrict items, int64_t n, MF_REAL c,
     const MF_REAL *restrict d, MF_REAL *restrict v, const int k, const int apply)
 {
+    MF_REAL sum[k];
     for (int f = 0; f < k; f++)
-        v[f] = 0;
+        sum[f] = 0;
     for (int64_t t = 0; t < n; t++) {
         if (t + MF_QDIST < n)
             MF_NAME(mf_prefetch_row)(Y + (int64_t)items[t + MF_QDIST] * k, k);
@@ -47,14 +61,51 @@ static inline __attribute__((always_inline)) MF_TARGET void MF_NAME(svd_apply_su
             for (int f = 0; f < k; f++) {
                 MF_REAL yf = c * y[f] + d[f];
                 y[f] = yf;
-                v[f] += yf;
+                sum[f] += yf;
             }
         } else {
 #pragma omp simd
             for (int f = 0; f < k; f++)
-                v[f] += y[f];
+                sum[f] += y[f];
         }
     }
+    for (int f = 0; f < k; f++)
+        v[f] = sum[f];
+}
+
+/* q . (p + z).  When k is a whole number of 64-byte lines (padded rows) and GCC's vector
+ * extensions are there: per-lane sums in two line-wide vectors (alternate lines), then a
+ * butterfly of SVD_LANES-wide shuffles over the lanes: a dependency chain of log2(lanes)
+ * adds where a reduction loop adds the lanes one after the other. */
+static inline __attribute__((always_inline)) MF_TARGET MF_REAL MF_NAME(svd_dot_sum)(
+    const MF_REAL *restrict q, const MF_REAL *restrict p, const MF_REAL *restrict z, const int k)
+{
+#if SVD_VECTOR_DOT
+    if (k % SVD_LANES == 0) {
+        typedef MF_REAL line_t __attribute__((vector_size(64)));
+        line_t even = {0}, odd = {0}, a, b, c;
+        int f = 0;
+        for (; f + 2 * SVD_LANES <= k; f += 2 * SVD_LANES) {
+            memcpy(&a, q + f, 64); memcpy(&b, p + f, 64); memcpy(&c, z + f, 64);
+            even += a * (b + c);
+            memcpy(&a, q + f + SVD_LANES, 64); memcpy(&b, p + f + SVD_LANES, 64);
+            memcpy(&c, z + f + SVD_LANES, 64);
+            odd += a * (b + c);
+        }
+        if (f < k) {
+            memcpy(&a, q + f, 64); memcpy(&b, p + f, 64); memcpy(&c, z + f, 64);
+            even += a * (b + c);
+        }
+        even += odd;
+        SVD_BUTTERFLY(even);
+        return even[0];
+    }
+#endif
+    MF_REAL s = 0;
+#pragma omp simd reduction(+:s)
+    for (int f = 0; f < k; f++)
+        s += q[f] * (p[f] + z[f]);
+    return s;
 }
 
 /* Step 3 for one rating, on local copies of the user's p, z and b_u. */
@@ -64,10 +115,7 @@ static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(svd_rating
     MF_REAL lr, MF_REAL reg, MF_REAL bias_reg, MF_REAL lr_y, MF_REAL reg_y)
 {
     MF_REAL *restrict q = Q + i * k;
-    MF_REAL pred = 0;
-#pragma omp simd reduction(+:pred)
-    for (int f = 0; f < k; f++)
-        pred += q[f] * (p[f] + z[f]);
+    MF_REAL pred = MF_NAME(svd_dot_sum)(q, p, z, k);
     if (biased)
         pred += mu + *b_u + bi[i];
     const MF_REAL e = (MF_REAL)rating - pred;
@@ -209,10 +257,11 @@ static MF_TARGET double MF_NAME(svd_block)(const svdpp_state *st, const svdpp_la
 #undef SVD_FAST_CASE
 
 /* Write every cell's pending map into Y, for the cells cells[0..n) in that order (the cells of
- * one column block, in user order); leaves C, D untouched. */
-static MF_TARGET void MF_NAME(svd_apply_pending)(MF_REAL *Y, const MF_REAL *C, const MF_REAL *D,
-                                                 const svdpp_layout_view *lay,
-                                                 const int32_t *cells, int64_t n, int k)
+ * one column block, in user order); leaves C, D untouched.  Not on the training path (the
+ * Python layer calls the baseline instantiation), nor is svd_user_vectors. */
+static __attribute__((unused)) MF_TARGET void MF_NAME(svd_apply_pending)(
+    MF_REAL *Y, const MF_REAL *C, const MF_REAL *D, const svdpp_layout_view *lay,
+    const int32_t *cells, int64_t n, int k)
 {
     for (int64_t t = 0; t < n; t++) {
         const int64_t x = cells[t];
@@ -229,9 +278,9 @@ static MF_TARGET void MF_NAME(svd_apply_pending)(MF_REAL *Y, const MF_REAL *C, c
 
 /* out[u] = P[u] + |N(u)|^-1/2 sum_{j in N(u)} Y[j] for users [u0, u1): the user vector that
  * predictions use. */
-static MF_TARGET void MF_NAME(svd_user_vectors)(MF_REAL *out, const MF_REAL *P, const MF_REAL *Y,
-                                                const svdpp_layout_view *lay, int64_t u0,
-                                                int64_t u1, int k)
+static __attribute__((unused)) MF_TARGET void MF_NAME(svd_user_vectors)(
+    MF_REAL *out, const MF_REAL *P, const MF_REAL *Y, const svdpp_layout_view *lay, int64_t u0,
+    int64_t u1, int k)
 {
     for (int64_t u = u0; u < u1; u++) {
         const int64_t s0 = lay->cell_item_ptr[lay->user_cell_ptr[u]];
@@ -252,13 +301,44 @@ static MF_TARGET void MF_NAME(svd_user_vectors)(MF_REAL *out, const MF_REAL *P, 
     }
 }
 
-/* V[x] = sum of the y rows of cell x, for cells [x0, x1) (no pending maps applied). */
-static MF_TARGET void MF_NAME(svd_cell_sums)(MF_REAL *V, const MF_REAL *Y,
-                                             const svdpp_layout_view *lay, int64_t x0,
-                                             int64_t x1, int k)
+/* V[x] = C[x] * (sum of the y rows of cell x) + |cell x| * D[x]: the sum of the cell's rows
+ * once its pending map is applied, as the rows are now. */
+static inline __attribute__((always_inline)) MF_TARGET void MF_NAME(svd_refresh_cell)(
+    MF_REAL *restrict V, const MF_REAL *restrict Y, const MF_REAL *restrict C,
+    const MF_REAL *restrict D, const svdpp_layout_view *lay, int64_t x, const int k)
 {
-    for (int64_t x = x0; x < x1; x++)
-        MF_NAME(svd_apply_sum)((MF_REAL *)Y, lay->cell_items + lay->cell_item_ptr[x],
-                               lay->cell_item_ptr[x + 1] - lay->cell_item_ptr[x], 1, NULL,
-                               V + x * k, k, 0);
+    MF_REAL *restrict v = V + x * k;
+    const MF_REAL *restrict d = D + x * k;
+    const int64_t n = lay->cell_item_ptr[x + 1] - lay->cell_item_ptr[x];
+    MF_NAME(svd_apply_sum)((MF_REAL *)Y, lay->cell_items + lay->cell_item_ptr[x], n, 1, NULL, v,
+                           k, 0);
+    const MF_REAL c = C[x], size = (MF_REAL)n;
+#pragma omp simd
+    for (int f = 0; f < k; f++)
+        v[f] = c * v[f] + size * d[f];
 }
+
+#define SVD_REFRESH_CASE(K)                                                                    \
+    case K:                                                                                    \
+        for (int64_t x = x0; x < x1; x++)                                                      \
+            MF_NAME(svd_refresh_cell)(V, Y, C, D, lay, x, K);                                  \
+        return;
+
+/* svd_refresh_cell for cells [x0, x1). */
+static MF_TARGET void MF_NAME(svd_refresh_cells)(MF_REAL *V, const MF_REAL *Y, const MF_REAL *C,
+                                                 const MF_REAL *D, const svdpp_layout_view *lay,
+                                                 int64_t x0, int64_t x1, int k)
+{
+    switch (k) {
+        SVD_REFRESH_CASE(16)
+        SVD_REFRESH_CASE(32)
+        SVD_REFRESH_CASE(64)
+        SVD_REFRESH_CASE(112)
+        SVD_REFRESH_CASE(128)
+        default: break;
+    }
+    for (int64_t x = x0; x < x1; x++)
+        MF_NAME(svd_refresh_cell)(V, Y, C, D, lay, x, k);
+}
+
+#undef SVD_REFRESH_CASE

@@ -31,10 +31,10 @@ class SVDpp(MatrixFactorization):
     exact, with the implicit sum carried along in O(k) per rating; the run's y-updates are
     written once, to the y rows of that column block at the end of the run and to the other
     column blocks' rows at the user's next run there.  So the implicit sum a run starts from
-    misses only what *other* users wrote, since this user's previous run in a column block,
-    into the y rows of *other* column blocks; with ``n_blocks=1`` there is no staleness at
-    all and training is Koren's sequential SGD.  See ``mfsgd/_svdpp_impl.h`` for the exact
-    order.
+    misses only (a) what other blocks wrote, during the current sub-epoch, into the user's y
+    rows of other column blocks, and (b) other users' y-updates still waiting for their next
+    run in that column block (at most one epoch).  With ``n_blocks=1`` neither happens:
+    training is Koren's sequential SGD.  See ``mfsgd/_svdpp_impl.h`` for the exact order.
 
     Parameters
     ----------
@@ -198,8 +198,8 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         state["V"] = _aligned_zeros((layout.n_cells, width), dtype)
         state["D"] = _aligned_zeros((layout.n_cells, width), dtype)
         state["C"] = np.ones(layout.n_cells, dtype)
-        _svdpp.cell_sums(state["V"], state["Y"], *layout.cell_arrays(),
-                         n_threads=params["n_threads"])
+        _svdpp.refresh_cells(state["V"], state["Y"], state["C"], state["D"],
+                             *layout.cell_arrays(), n_threads=params["n_threads"])
         self._svd_state, self._svd_layout = state, layout
         self._rng = rng
         self._epochs_done = 0
@@ -223,7 +223,8 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
                     *(state[name] for name in STATE), *layout.kernel_arrays(), schedule,
                     layout.order, layout.block_sse, self.global_mean_, lr,
                     params["regularization"], params["bias_regularization"], lr_y,
-                    params["implicit_regularization"], flags, seed, params["n_threads"])
+                    params["implicit_regularization"], flags, seed, self._refresh_every(),
+                    params["n_threads"])
                 seconds = time.perf_counter() - start
                 penalty = self._penalty(params)
                 if not self._pending_finite():
@@ -257,6 +258,11 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
             self.best_epoch_ = best_state[0]
             state.update(best_state[1])
         self._publish(params)
+
+    def _refresh_every(self):
+        """Sub-epochs between refreshes of the cells' sums: every sub-epoch, unless there is
+        only one block (a user's only cell is re-read at its run anyway)."""
+        return 1 if self._svd_layout.n_blocks > 1 else 0
 
     def _publish(self, params):
         """Set the public attributes from the training state: every pending implicit update

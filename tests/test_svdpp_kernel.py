@@ -37,21 +37,22 @@ def make_state(ratings, layout, k, dtype, rng, width=None):
     bu = rng.normal(0, 0.1, ratings.n_users).astype(dtype)
     bi = rng.normal(0, 0.1, ratings.n_items).astype(dtype)
     V = np.zeros((layout.n_cells, width), dtype)
-    _svdpp.cell_sums(V, Y, *layout.cell_arrays())
     D = np.zeros((layout.n_cells, width), dtype)
     C = np.ones(layout.n_cells, dtype)
+    _svdpp.refresh_cells(V, Y, C, D, *layout.cell_arrays())
     return [P, Q, Y, bu, bi, V, D, C]
 
 
 PARAMS = dict(mu=3.4, lr=0.04, reg=0.03, bias_reg=0.01, implicit_lr=0.03, implicit_reg=0.05)
 
 
-def kernel_epoch(state, layout, schedule, seed, biased=True, n_threads=2, params=PARAMS):
+def kernel_epoch(state, layout, schedule, seed, biased=True, n_threads=2, params=PARAMS,
+                 refresh_every=1):
     flags = _svdpp.FLAG_BIASED if biased else 0
     return _svdpp.svdpp_epoch(*state, *layout.kernel_arrays(), schedule, layout.order,
                               layout.block_sse, params["mu"], params["lr"], params["reg"],
                               params["bias_reg"], params["implicit_lr"], params["implicit_reg"],
-                              flags, seed, n_threads)
+                              flags, seed, refresh_every, n_threads)
 
 
 def reference_run(state, lay, r, biased, mu, lr, reg, bias_reg, implicit_lr, implicit_reg):
@@ -98,15 +99,18 @@ def reference_run(state, lay, r, biased, mu, lr, reg, bias_reg, implicit_lr, imp
     return sse
 
 
-def reference_epoch(state, layout, schedule, seed, biased=True, params=PARAMS):
+def reference_epoch(state, layout, schedule, seed, biased=True, params=PARAMS, refresh_every=1):
     """Sub-epochs in order, the blocks of each in schedule order, a block's runs in the
-    kernel's segment order (``_sgd.block_order``, checked against Python in test_kernel)."""
+    kernel's segment order (``_sgd.block_order``, checked against Python in test_kernel);
+    after every `refresh_every`-th sub-epoch, every cell's V is recomputed."""
     sse = 0.0
-    for blocks in schedule:
+    for s, blocks in enumerate(schedule):
         for blk in blocks:
             start, stop = int(layout.block_ptr[blk]), int(layout.block_ptr[blk + 1])
             for r in _sgd.block_order(_sgd.stream_seed(seed, int(blk)), stop - start):
                 sse += reference_run(state, layout, start + int(r), biased, **params)
+        if refresh_every and (s + 1) % refresh_every == 0:
+            state[5][...] = virtual_sums(state, layout)
     return sse
 
 
@@ -131,11 +135,13 @@ def test_kernel_matches_numpy_reference(biased, n_blocks, k):
     assert (np.diff(layout.run_ptr) == 0).any()
     state = make_state(ratings, layout, k, np.float64, rng)
     ref = [a.copy() for a in state]
+    refresh_every = 1 if k != 64 else 2   # and every second sub-epoch once
     for epoch in range(3):
         schedule = epoch_schedule(n_blocks, rng)
         seed = int(rng.integers(0, 2**63))
-        sse = kernel_epoch(state, layout, schedule, seed, biased)
-        ref_sse = reference_epoch(ref, layout, schedule, seed, biased)
+        sse = kernel_epoch(state, layout, schedule, seed, biased, refresh_every=refresh_every)
+        ref_sse = reference_epoch(ref, layout, schedule, seed, biased,
+                                  refresh_every=refresh_every)
         assert sse == pytest.approx(ref_sse, rel=1e-12)
     for name, got, want in zip("P Q Y bu bi V D C".split(), state, ref):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=name)
@@ -155,7 +161,7 @@ def test_cell_sums_of_a_lone_user_are_the_sums_with_pending_maps_applied():
     assert layout.n_cells == 3
     state = make_state(ratings, layout, 8, np.float64, rng)
     for epoch in range(2):
-        kernel_epoch(state, layout, epoch_schedule(3, rng), epoch)
+        kernel_epoch(state, layout, epoch_schedule(3, rng), epoch, refresh_every=0)
     assert (state[7] != 1).any()  # some maps are pending
     np.testing.assert_allclose(state[5], virtual_sums(state, layout), atol=1e-12)
 
