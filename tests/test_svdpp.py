@@ -45,7 +45,8 @@ def test_prediction_is_the_svdpp_formula(synthetic):
     users, items = test[0][:50], test[1][:50]
     want = (model.global_mean_ + model.user_bias_[users] + model.item_bias_[items]
             + np.einsum("ij,ij->i", model.user_factors_[users], model.item_factors_[items]))
-    np.testing.assert_allclose(model.predict(users, items), np.clip(want, 1, 5), atol=1e-9)
+    np.testing.assert_allclose(model.predict(users, items), np.clip(want, *model.rating_range_),
+                               atol=1e-9)
     # the implicit part is there: the user vectors are not the free factors alone
     state = model._svd_state
     rated = np.flatnonzero(np.bincount(train[0]))[:5]
@@ -60,6 +61,16 @@ def test_bit_identical_on_1_2_and_8_threads(synthetic, dtype):
         for name in ("user_factors_", "item_factors_", "implicit_factors_", "user_bias_",
                      "item_bias_"):
             assert np.array_equal(getattr(model, name), getattr(fits[0], name)), name
+
+
+def test_unbiased_model_has_no_mean_and_no_biases(synthetic):
+    train, test = synthetic
+    model = small_svdpp(biased=False, dtype=np.float64).fit(train)
+    assert model.global_mean_ == 0 and not model.user_bias_.any() and not model.item_bias_.any()
+    users, items = test[0][:20], test[1][:20]
+    want = np.einsum("ij,ij->i", model.user_factors_[users], model.item_factors_[items])
+    np.testing.assert_allclose(model.predict(users, items), np.clip(want, *model.rating_range_),
+                               atol=1e-9)
 
 
 def test_validation_and_the_seed(synthetic):

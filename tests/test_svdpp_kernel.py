@@ -208,8 +208,10 @@ def test_padded_rows_stay_zero_and_match_unpadded(k, width):
         np.testing.assert_allclose(got, want, atol=1e-12)
 
 
-@pytest.mark.parametrize("k", [8, 112])
+@pytest.mark.parametrize("k", [8, 32, 112])
 def test_float32_kernel_matches_reference_to_float32_precision(k):
+    """k = 8 runs the scalar dot product, 32 the line-vector one over two lines, 112 over
+    seven (one left over after the pairs)."""
     ratings, extra = ratings_with_implicit(seed=9)
     rng = np.random.default_rng(10)
     layout = build_svdpp_layout(ratings, *implicit_sets(ratings, extra), 2, rng)
