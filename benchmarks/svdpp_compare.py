@@ -19,6 +19,8 @@ load average in DIR/svdpp_compare.json:
 3. ``mfsgd.make_synthetic`` with ``--ratings`` ratings (users = ratings / 50, items =
    ratings / 500), for each k in ``--big-factors``: SVD++ on 1 and 2 threads, alternately,
    ``--big-repeats`` times, 3 epochs each; the speed-up is the median of the per-pair ratios.
+   ``--wait-idle S`` waits up to S seconds for an idle machine before each pair; the CPU
+   other processes used during each fit is recorded.
 """
 import argparse
 import json
@@ -33,8 +35,9 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable, appended so
     sys.path.append(str(HERE.parent))  # that an installed or PYTHONPATH mfsgd still comes first
 
-from benchmarks import data  # noqa: E402
+from benchmarks import data, measure  # noqa: E402
 from benchmarks.report import machine_info  # noqa: E402
+from benchmarks.suite import wait_until_idle  # noqa: E402
 
 K_ML100K = 100
 PARAMS = dict(learning_rate=0.005, regularization=0.05, random_state=0)
@@ -117,8 +120,21 @@ def surprise_svdpp(directory, n_epochs, log):
             "epoch_s": seconds / n_epochs, "cpu_epoch_s": cpu / n_epochs}
 
 
-def threads_speedup(n_ratings, factors, repeats, log):
-    """Part 3: SVD++ on 1 and 2 threads on synthetic ratings."""
+def _other_load(fit):
+    """Run `fit()`; return its result and the cores other processes used meanwhile."""
+    busy, own, start = (measure._busy_cpu_seconds(), measure._own_cpu_seconds(),
+                        time.perf_counter())
+    result = fit()
+    wall = time.perf_counter() - start
+    if busy is None:
+        return result, None
+    return result, measure.other_load(measure._busy_cpu_seconds() - busy,
+                                      measure._own_cpu_seconds() - own, wall)
+
+
+def threads_speedup(n_ratings, factors, repeats, log, wait_idle=0):
+    """Part 3: SVD++ on 1 and 2 threads on synthetic ratings (after waiting up to
+    `wait_idle` seconds for the machine to be idle before each pair)."""
     import mfsgd
     n_users, n_items = data.shape_for(n_ratings)
     users, items, values = mfsgd.make_synthetic(n_users=n_users, n_items=n_items,
@@ -129,19 +145,27 @@ def threads_speedup(n_ratings, factors, repeats, log):
     for k in factors:
         rows = []
         for repeat in range(repeats):
-            one, _ = _fit(mfsgd.SVDpp, train, 1, 3, k)
-            two, _ = _fit(mfsgd.SVDpp, train, 2, 3, k)
-            row = {"epoch_s_1": _epoch_seconds(one), "epoch_s_2": _epoch_seconds(two)}
+            if wait_idle:
+                wait_until_idle(wait_idle, threshold=0.3)
+            (one, _), load_1 = _other_load(lambda: _fit(mfsgd.SVDpp, train, 1, 3, k))
+            (two, _), load_2 = _other_load(lambda: _fit(mfsgd.SVDpp, train, 2, 3, k))
+            row = {"epoch_s_1": _epoch_seconds(one), "epoch_s_2": _epoch_seconds(two),
+                   "other_load_1": load_1, "other_load_2": load_2}
             row["speedup"] = row["epoch_s_1"] / row["epoch_s_2"]
             rows.append(row)
             log(f"  k={k} repeat {repeat + 1}: 1 thread {row['epoch_s_1']:.3f} s/epoch, "
-                f"2 threads {row['epoch_s_2']:.3f} s/epoch, speed-up {row['speedup']:.2f}")
+                f"2 threads {row['epoch_s_2']:.3f} s/epoch, speed-up {row['speedup']:.2f} "
+                f"(other processes: {_cores(load_1)} and {_cores(load_2)} cores)")
         out.append({"n_factors": k, "n_blocks": one._svd_layout.n_blocks, "repeats": rows,
                     "median": {key: float(np.median([row[key] for row in rows]))
-                               for key in rows[0]}})
+                               for key in ("epoch_s_1", "epoch_s_2", "speedup")}})
         del one, two
     return {"n_ratings": len(train), "n_users": train.n_users, "n_items": train.n_items,
             "by_k": out}
+
+
+def _cores(load):
+    return "?" if load is None else f"{load:.2f}"
 
 
 def main(argv=None):
@@ -152,6 +176,9 @@ def main(argv=None):
     ap.add_argument("--ratings", default="10M", help="synthetic size for part 3 ('0' skips)")
     ap.add_argument("--big-factors", default="32,128")
     ap.add_argument("--big-repeats", type=int, default=3)
+    ap.add_argument("--wait-idle", type=float, default=0,
+                    help="seconds to wait for an idle machine before each pair of part 3")
+    ap.add_argument("--skip-movielens", action="store_true", help="run part 3 only")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     directory = data.ml100k_dir()
@@ -161,15 +188,17 @@ def main(argv=None):
     from benchmarks.surprise_compare import read_split
     train, test = read_split(directory, "u1.base"), read_split(directory, "u1.test")
     results = {"machine": machine_info((K_ML100K,)), "load_before": os.getloadavg()}
-    print(f"MovieLens 100K u1.base, k = {K_ML100K}, one thread, {args.epochs} epochs:")
-    results["movielens"] = movielens_vs_mf(train, test, args.repeats, args.epochs, print)
-    print("Surprise SVDpp, same training set:")
-    results["surprise"] = surprise_svdpp(directory, args.surprise_epochs, print)
+    if not args.skip_movielens:
+        print(f"MovieLens 100K u1.base, k = {K_ML100K}, one thread, {args.epochs} epochs:")
+        results["movielens"] = movielens_vs_mf(train, test, args.repeats, args.epochs, print)
+        print("Surprise SVDpp, same training set:")
+        results["surprise"] = surprise_svdpp(directory, args.surprise_epochs, print)
     n_ratings = data.parse_count(args.ratings)
     if n_ratings:
         print(f"synthetic {args.ratings} ratings, SVD++ 1 vs 2 threads:")
         factors = [int(k) for k in args.big_factors.split(",")]
-        results["threads"] = threads_speedup(n_ratings, factors, args.big_repeats, print)
+        results["threads"] = threads_speedup(n_ratings, factors, args.big_repeats, print,
+                                             args.wait_idle)
     results["load_after"] = os.getloadavg()
     print(report(results))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -181,11 +210,25 @@ def main(argv=None):
 
 def report(results):
     """The results as Markdown tables."""
-    ml = results["movielens"]["median"]
     lines = [f"CPU: {results['machine']['cpu_model']}, {results['machine']['cores']} cores; "
              f"load average before {results['load_before'][0]:.2f}, after "
-             f"{results['load_after'][0]:.2f}", "",
-             "| MovieLens 100K u1, k = 100, 1 thread | ms/epoch (median) | test RMSE |",
+             f"{results['load_after'][0]:.2f}"]
+    if "movielens" in results:
+        lines += _movielens_report(results)
+    threads = results.get("threads")
+    if threads:
+        lines += ["", f"| synthetic {threads['n_ratings']:,} ratings | B | 1 thread s/epoch | "
+                      "2 threads s/epoch | speed-up (median of pairs) |", "|---|---|---|---|---|"]
+        for row in threads["by_k"]:
+            m = row["median"]
+            lines.append(f"| k = {row['n_factors']} | {row['n_blocks']} | {m['epoch_s_1']:.3f} "
+                         f"| {m['epoch_s_2']:.3f} | {m['speedup']:.2f} |")
+    return "\n".join(lines)
+
+
+def _movielens_report(results):
+    ml = results["movielens"]["median"]
+    lines = ["", "| MovieLens 100K u1, k = 100, 1 thread | ms/epoch (median) | test RMSE |",
              "|---|---|---|",
              f"| MatrixFactorization | {ml['mf_epoch_s'] * 1e3:.2f} | {ml['mf_rmse']:.4f} |",
              f"| SVDpp | {ml['svdpp_epoch_s'] * 1e3:.2f} | {ml['svdpp_rmse']:.4f} |",
@@ -199,15 +242,7 @@ def report(results):
                   f"{surprise['epoch_s'] / ml['svdpp_epoch_s']:.0f}x faster per epoch (kernel, "
                   f"wall), {surprise['cpu_epoch_s'] / ml['svdpp_cpu_epoch_s']:.0f}x (CPU time), "
                   f"{surprise['epoch_s'] / whole:.0f}x (whole fit / epochs, wall)"]
-    threads = results.get("threads")
-    if threads:
-        lines += ["", f"| synthetic {threads['n_ratings']:,} ratings | B | 1 thread s/epoch | "
-                      "2 threads s/epoch | speed-up (median of pairs) |", "|---|---|---|---|---|"]
-        for row in threads["by_k"]:
-            m = row["median"]
-            lines.append(f"| k = {row['n_factors']} | {row['n_blocks']} | {m['epoch_s_1']:.3f} "
-                         f"| {m['epoch_s_2']:.3f} | {m['speedup']:.2f} |")
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@
  * (cell_item_ptr, cell_items), so the items of all of a user's cells are N(u).
  *
  * A run (user u, cell x in column block c, ratings R_c(u) in stored order) does, in order:
- *   1. y_j <- C[x] y_j + D[x] for j in N_c(u), V[x] <- sum of those rows; C[x], D[x] <- 1, 0.
+ *   1. V[x] <- C[x] (sum of the y rows of N_c(u)) + |N_c(u)| D[x]: the rows re-read, with the
+ *      pending map applied to the sum (to the rows themselves in step 4).
  *   2. z <- |N(u)|^-1/2 * sum over u's cells of V (in cell order); z0 <- z.
  *   3. For each rating, from the values before the step, with x = p + z:
  *          e   = r - (q.x + mu + b_u + b_i)              (mu, b_u, b_i only when biased)
@@ -23,20 +24,22 @@
  *      z's step is exactly what Koren's per-rating rule y_j += lr_y (e |N(u)|^-1/2 q - reg_y y_j)
  *      for every j in N(u) does to |N(u)|^-1/2 sum y_j; over the run that rule amounts to the
  *      affine map y_j <- m y_j + d with d = |N(u)|^-1/2 (z - m z0).
- *   4. y_j <- m y_j + d for j in N_c(u), V[x] <- sum of those rows.
+ *   4. y_j <- (m C[x]) y_j + (m D[x] + d) for j in N_c(u) (the pending map, then the run's),
+ *      V[x] <- sum of those rows; C[x], D[x] <- 1, 0.
  *   5. For every other cell x' of u: (C, D)[x'] <- the map composed with (m, d), and
  *      V[x'] <- m V[x'] + |N_c'(u)| d.
- * A run without ratings does step 1 only.  Steps 1 and 4 write only y rows of the
+ * A run without ratings only writes its pending map to its rows (y_j <- C[x] y_j + D[x]),
+ * re-reads V[x] and sets C[x], D[x] <- 1, 0.  Steps 1 and 4 touch only y rows of the
  * run's own column block; steps 2 and 5 touch only the user's own cells: so the blocks of a
  * sub-epoch, which share no row block and no column block, never touch the same memory.
- * Between sub-epochs, when every row is at rest, svd_refresh_cells re-reads every cell:
- * V[x] <- C[x] (sum of its rows) + |N_c(u)| D[x].
+ * With three or more blocks, svd_refresh_cells re-reads every cell between sub-epochs, when
+ * every row is at rest: V[x] <- C[x] (sum of its rows) + |N_c(u)| D[x].
  *
  * What a run does not see (its staleness), exactly: z is u's implicit sum with all of u's own
  * updates, and with every row of N_c(u) as it is now, except that
- *   (a) rows of N_c'(u), c' != c, are taken as they were at the last refresh (the end of the
- *       previous sub-epoch), so the writes made to them since, by the other block that owns
- *       column block c' in this sub-epoch, are missing;
+ *   (a) rows of N_c'(u), c' != c, are taken as they were when last read: at the end of the
+ *       previous sub-epoch (the refresh), or with two blocks at u's previous run in c' (one or
+ *       two sub-epochs before); the writes other users' runs made to them since are missing;
  *   (b) another user's updates to rows outside the column block of the run that made them
  *       are written at that user's next run in their column block (within one epoch), and are
  *       missing until then.
@@ -133,6 +136,23 @@ static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(svd_rating
     return (double)e * (double)e;
 }
 
+/* V[x] = C[x] * (sum of the y rows of cell x) + |cell x| * D[x]: the sum of the cell's rows
+ * once its pending map is applied, as the rows are now. */
+static inline __attribute__((always_inline)) MF_TARGET void MF_NAME(svd_refresh_cell)(
+    MF_REAL *restrict V, const MF_REAL *restrict Y, const MF_REAL *restrict C,
+    const MF_REAL *restrict D, const svdpp_layout_view *lay, int64_t x, const int k)
+{
+    MF_REAL *restrict v = V + x * k;
+    const MF_REAL *restrict d = D + x * k;
+    const int64_t n = lay->cell_item_ptr[x + 1] - lay->cell_item_ptr[x];
+    MF_NAME(svd_apply_sum)((MF_REAL *)Y, lay->cell_items + lay->cell_item_ptr[x], n, 1, NULL, v,
+                           k, 0);
+    const MF_REAL c = C[x], size = (MF_REAL)n;
+#pragma omp simd
+    for (int f = 0; f < k; f++)
+        v[f] = c * v[f] + size * d[f];
+}
+
 /* Steps 1-5 for run r (see the top of this file). */
 static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(svd_run)(
     const svdpp_state *st, const svdpp_layout_view *lay, int64_t r, const int k,
@@ -150,18 +170,21 @@ static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(svd_run)(
     const int64_t n_cell = lay->cell_item_ptr[x + 1] - lay->cell_item_ptr[x];
     MF_REAL *restrict vx = V + x * k, *restrict dx = D + x * k;
 
-    /* 1. the pending map (none when C = 1 and D = 0), then the fresh sum */
-    int pending = C[x] != 1;
-    for (int f = 0; f < k && !pending; f++)
-        pending = dx[f] != 0;
-    MF_NAME(svd_apply_sum)(Y, cell_items, n_cell, C[x], dx, vx, k, pending);
-    C[x] = 1;
-    for (int f = 0; f < k; f++)
-        dx[f] = 0;
-
     const int64_t a0 = lay->run_ptr[r], a1 = lay->run_ptr[r + 1];
-    if (a0 == a1)
+    if (a0 == a1) {
+        /* no ratings: write the pending map (none when C = 1 and D = 0), re-read the sum */
+        int pending = C[x] != 1;
+        for (int f = 0; f < k && !pending; f++)
+            pending = dx[f] != 0;
+        MF_NAME(svd_apply_sum)(Y, cell_items, n_cell, C[x], dx, vx, k, pending);
+        C[x] = 1;
+        for (int f = 0; f < k; f++)
+            dx[f] = 0;
         return 0;
+    }
+
+    /* 1. the fresh sum, the pending map applied on the fly (written in step 4) */
+    MF_NAME(svd_refresh_cell)(V, Y, C, D, lay, x, k);
 
     /* 2. the implicit sum */
     MF_REAL z[k], z0[k], p[k], d[k];
@@ -202,8 +225,15 @@ static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(svd_run)(
     if (biased)
         bu[u] = b;
 
-    /* 4. this cell's rows now, 5. the user's other cells later */
-    MF_NAME(svd_apply_sum)(Y, cell_items, n_cell, m, d, vx, k, 1);
+    /* 4. this cell's rows now: the pending map, then the run's, in one pass */
+    const MF_REAL c_x = m * C[x];
+    for (int f = 0; f < k; f++)
+        dx[f] = m * dx[f] + d[f];
+    MF_NAME(svd_apply_sum)(Y, cell_items, n_cell, c_x, dx, vx, k, 1);
+    C[x] = 1;
+    for (int f = 0; f < k; f++)
+        dx[f] = 0;
+    /* 5. the user's other cells at their next run */
     for (int64_t c = first; c < last; c++) {
         if (c == x)
             continue;
@@ -299,23 +329,6 @@ static __attribute__((unused)) MF_TARGET void MF_NAME(svd_user_vectors)(
         for (int f = 0; f < k; f++)
             o[f] = p[f] + norm * o[f];
     }
-}
-
-/* V[x] = C[x] * (sum of the y rows of cell x) + |cell x| * D[x]: the sum of the cell's rows
- * once its pending map is applied, as the rows are now. */
-static inline __attribute__((always_inline)) MF_TARGET void MF_NAME(svd_refresh_cell)(
-    MF_REAL *restrict V, const MF_REAL *restrict Y, const MF_REAL *restrict C,
-    const MF_REAL *restrict D, const svdpp_layout_view *lay, int64_t x, const int k)
-{
-    MF_REAL *restrict v = V + x * k;
-    const MF_REAL *restrict d = D + x * k;
-    const int64_t n = lay->cell_item_ptr[x + 1] - lay->cell_item_ptr[x];
-    MF_NAME(svd_apply_sum)((MF_REAL *)Y, lay->cell_items + lay->cell_item_ptr[x], n, 1, NULL, v,
-                           k, 0);
-    const MF_REAL c = C[x], size = (MF_REAL)n;
-#pragma omp simd
-    for (int f = 0; f < k; f++)
-        v[f] = c * v[f] + size * d[f];
 }
 
 #define SVD_REFRESH_CASE(K)                                                                    \

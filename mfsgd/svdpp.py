@@ -260,9 +260,12 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         self._publish(params)
 
     def _refresh_every(self):
-        """Sub-epochs between refreshes of the cells' sums: every sub-epoch, unless there is
-        only one block (a user's only cell is re-read at its run anyway)."""
-        return 1 if self._svd_layout.n_blocks > 1 else 0
+        """Sub-epochs between refreshes of the cells' sums: every sub-epoch with three or more
+        blocks.  With one block a user's only cell is re-read at its run; with two, a user's
+        runs alternate between its two cells, so the other cell was read one or two
+        sub-epochs before (on MovieLens 100K refreshing as well changed 5-fold RMSE by 1e-5
+        and cost 14 % of the epoch)."""
+        return 1 if self._svd_layout.n_blocks > 2 else 0
 
     def _publish(self, params):
         """Set the public attributes from the training state: every pending implicit update

@@ -56,7 +56,8 @@ def kernel_epoch(state, layout, schedule, seed, biased=True, n_threads=2, params
 
 
 def reference_run(state, lay, r, biased, mu, lr, reg, bias_reg, implicit_lr, implicit_reg):
-    """One run, steps 1-5 of _svdpp_impl.h, in float64 NumPy."""
+    """One run, steps 1-5 of _svdpp_impl.h (or the pending map alone without ratings), in
+    float64 NumPy."""
     P, Q, Y, bu, bi, V, D, C = state
     u, x = int(lay.run_user[r]), int(lay.run_cell[r])
     cells = range(lay.user_cell_ptr[u], lay.user_cell_ptr[u + 1])
@@ -66,12 +67,13 @@ def reference_run(state, lay, r, biased, mu, lr, reg, bias_reg, implicit_lr, imp
 
     norm = 1 / np.sqrt(sum(len(items_of(c)) for c in cells))
     own = items_of(x)
-    Y[own] = C[x] * Y[own] + D[x]
-    V[x] = Y[own].sum(axis=0)
-    C[x], D[x] = 1, 0
     a0, a1 = lay.run_ptr[r], lay.run_ptr[r + 1]
     if a0 == a1:
+        Y[own] = C[x] * Y[own] + D[x]
+        V[x] = Y[own].sum(axis=0)
+        C[x], D[x] = 1, 0
         return 0.0
+    V[x] = C[x] * Y[own].sum(axis=0) + len(own) * D[x]
     z = norm * sum(V[c] for c in cells)
     z0, p, b, m, sse = z.copy(), P[u].copy(), bu[u], 1.0, 0.0
     for j in range(a0, a1):
@@ -89,8 +91,9 @@ def reference_run(state, lay, r, biased, mu, lr, reg, bias_reg, implicit_lr, imp
     if biased:
         bu[u] = b
     d = norm * (z - m * z0)
-    Y[own] = m * Y[own] + d
+    Y[own] = (m * C[x]) * Y[own] + (m * D[x] + d)
     V[x] = Y[own].sum(axis=0)
+    C[x], D[x] = 1, 0
     for c in cells:
         if c != x:
             C[c] *= m
@@ -123,19 +126,20 @@ def virtual_sums(state, layout):
 
 
 @pytest.mark.parametrize("biased", [True, False])
-@pytest.mark.parametrize("n_blocks", [1, 3])
+@pytest.mark.parametrize("n_blocks", [1, 2, 3])
 @pytest.mark.parametrize("k", [5, 16, 32, 64, 112, 128])
 def test_kernel_matches_numpy_reference(biased, n_blocks, k):
     """k = 16, 32, 64, 112 and 128 run the register-resident fast paths, k = 5 the generic
     one; users with extra implicit items get runs without ratings; 150 users make blocks of
-    several segments."""
+    several segments.  Refreshes as SVDpp does them (none below three blocks), and once
+    every second sub-epoch."""
     ratings, extra = ratings_with_implicit(seed=k)
     rng = np.random.default_rng(1)
     layout = build_svdpp_layout(ratings, *implicit_sets(ratings, extra), n_blocks, rng)
     assert (np.diff(layout.run_ptr) == 0).any()
     state = make_state(ratings, layout, k, np.float64, rng)
     ref = [a.copy() for a in state]
-    refresh_every = 1 if k != 64 else 2   # and every second sub-epoch once
+    refresh_every = 0 if n_blocks < 3 else 1 if k != 64 else 2
     for epoch in range(3):
         schedule = epoch_schedule(n_blocks, rng)
         seed = int(rng.integers(0, 2**63))
