@@ -2,7 +2,7 @@
 import copy
 import numbers
 import os
-import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -11,7 +11,8 @@ from functools import partial
 import numpy as np
 
 from ._base import clone
-from ._progress import logger
+from ._guards import stop_event
+from ._progress import TaskProgress
 from ._split import check_cv
 from ._validation import check_int
 from .metrics import mae, rmse
@@ -91,9 +92,15 @@ def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
 
     Returns a dict: scores {name: float}, fit_time, score_time and, with `keep_estimator`,
     the fitted estimator.  A fit that diverges (FloatingPointError) gets `error_score` for
-    every metric, with a RuntimeWarning, unless error_score is "raise".
+    every metric, with a RuntimeWarning, unless error_score is "raise".  The clone trains
+    with its own `verbose` and `show_progress` off (fold fits run in threads, and their
+    tables and bars would write over each other and over the caller's progress); a kept
+    estimator gets them back.
     """
     estimator = fold_clone(model, params, n_threads)
+    own_output = {name: value for name, value in estimator.get_params(deep=False).items()
+                  if name in ("verbose", "show_progress")}
+    estimator.set_params(**{name: False for name in own_output})
     start = time.perf_counter()
     try:
         estimator.fit(train)
@@ -113,7 +120,7 @@ def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
         result = {"scores": scores, "fit_time": fit_time,
                   "score_time": time.perf_counter() - start}
     if keep_estimator:
-        result["estimator"] = estimator
+        result["estimator"] = estimator.set_params(**own_output)
     return result
 
 
@@ -121,7 +128,9 @@ def run_tasks(tasks, n_workers, on_done=None):
     """Run callables, in `n_workers` threads when above 1; results in task order.
 
     `on_done(index, result)` is called in the calling thread as each task finishes.  The
-    first exception cancels the tasks not yet started and is raised.
+    first exception (or a KeyboardInterrupt in the calling thread) cancels the tasks not yet
+    started, stops the fits running in the worker threads at their next sub-epoch, and is
+    raised.
     """
     results = [None] * len(tasks)
     if n_workers <= 1:
@@ -130,8 +139,14 @@ def run_tasks(tasks, n_workers, on_done=None):
             if on_done is not None:
                 on_done(index, results[index])
         return results
+    stop = threading.Event()
+
+    def run(task):
+        with stop_event(stop):
+            return task()
+
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="mfsgd-cv") as pool:
-        futures = {pool.submit(task): index for index, task in enumerate(tasks)}
+        futures = {pool.submit(run, task): index for index, task in enumerate(tasks)}
         try:
             for future in as_completed(futures):
                 index = futures[future]
@@ -139,6 +154,7 @@ def run_tasks(tasks, n_workers, on_done=None):
                 if on_done is not None:
                     on_done(index, results[index])
         except BaseException:
+            stop.set()
             for future in futures:
                 future.cancel()
             raise
@@ -159,8 +175,12 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
     cv : int, splitter or iterable of (train, test) pairs, default=5
         An int k means ``KFold(k, shuffle=True, random_state=0)``: fixed folds, so repeated
         calls (and searches) compare models on the same splits; pass a KFold with another
-        random_state for other folds.  A splitter is anything with ``split(ratings)`` and
-        ``get_n_splits()`` (KFold, PredefinedSplit).
+        random_state for other folds.  A splitter is mfsgd's KFold or PredefinedSplit, a
+        scikit-learn splitter (KFold, ShuffleSplit, StratifiedKFold, ...: its index arrays
+        are positions into the ratings' CSR order; it gets one sample per rating and the
+        ratings as y, no groups), or anything with ``split(ratings)`` and ``get_n_splits()``
+        yielding rating sets or position arrays.  Pairs are rating sets (each side a
+        Ratings, scipy.sparse matrix or tuple) or position arrays.
     scoring : str or sequence of str, default=("rmse", "mae")
         Metrics computed on each test fold from ``model.predict`` (lower is better).  Test
         users or items absent from a training fold get the model's cold-start prediction.
@@ -172,7 +192,10 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
     return_estimator : bool, default=False
         Also return the fitted clones under "estimator".
     verbose : bool or int, default=False
-        Print one line per fold as it finishes.
+        Print one line per fold as it finishes, with a tqdm progress bar over the folds when
+        tqdm is installed (the lines are written through tqdm, so they and the bar do not
+        garble each other).  The lines also go to the "mfsgd" logger.  The folds' own
+        per-epoch output (the model's `verbose` and `show_progress`) is off.
     error_score : "raise" or float, default=nan
         Score of a fold whose fit diverges (DivergenceError), with a RuntimeWarning; "raise"
         raises instead.  Other errors always raise.
@@ -192,15 +215,14 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
     tasks = [partial(fit_and_score, model, None, train, test, names, n_threads, error_score,
                    bool(return_estimator)) for train, test in folds]
 
-    def report(index, result):
-        line = (f"[cross_validate] fold {index + 1}/{len(folds)}: "
-                + ", ".join(f"{name} {result['scores'][name]:.4f}" for name in names)
-                + f" (fit {result['fit_time']:.2f} s)")
-        logger.info(line)
-        if verbose:
-            print(line, file=sys.stdout, flush=True)
+    with TaskProgress("cross_validate", len(tasks), int(verbose)) as progress:
+        def report(index, result):
+            progress.advance()
+            progress.say(f"[cross_validate] fold {index + 1}/{len(folds)}: "
+                         + ", ".join(f"{name} {result['scores'][name]:.4f}" for name in names)
+                         + f" (fit {result['fit_time']:.2f} s)")
 
-    results = run_tasks(tasks, n_workers, report)
+        results = run_tasks(tasks, n_workers, report)
     output = {f"test_{name}": np.array([r["scores"][name] for r in results]) for name in names}
     output["fit_time"] = np.array([r["fit_time"] for r in results])
     output["score_time"] = np.array([r["score_time"] for r in results])

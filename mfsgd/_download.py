@@ -4,10 +4,11 @@ import hashlib
 import http.client
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from . import _tempfiles
 
 TIMEOUT_SECONDS = 60
 BLOCK_BYTES = 1 << 20
@@ -72,6 +73,8 @@ def download(url, target, manual, expected_sha256=None, md5_url=None, check=None
     The data is streamed to a temporary file in `target`'s folder, checked, and only then
     renamed to `target` (``os.replace``), so `target` is either absent or complete and
     verified.  On any failure the temporary file is removed and nothing is left behind.
+    Temporary files that killed downloads or saves left in the folder are removed first
+    (see :mod:`mfsgd._tempfiles`; a live writer's file is never touched).
 
     Parameters
     ----------
@@ -103,22 +106,24 @@ def download(url, target, manual, expected_sha256=None, md5_url=None, check=None
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                         suffix=".part")
+    _tempfiles.remove_stale(target.parent, target.name)
+    handle, temporary = _tempfiles.create(target.parent, target.name, "part", 0o600)
+    # The temporary file stays open, and so locked, until it is renamed or removed.
+    out = os.fdopen(handle, "wb")
     try:
         sha256, md5 = hashlib.sha256(), hashlib.md5()
-        with os.fdopen(handle, "wb") as out:
-            with _network(url, manual):
-                response = urllib.request.urlopen(url, timeout=timeout)
-            with response:
-                while True:
-                    with _network(url, manual):
-                        block = response.read(BLOCK_BYTES)
-                    if not block:
-                        break
-                    out.write(block)
-                    sha256.update(block)
-                    md5.update(block)
+        with _network(url, manual):
+            response = urllib.request.urlopen(url, timeout=timeout)
+        with response:
+            while True:
+                with _network(url, manual):
+                    block = response.read(BLOCK_BYTES)
+                if not block:
+                    break
+                out.write(block)
+                sha256.update(block)
+                md5.update(block)
+        out.flush()
         method = "unverified"
         if expected_sha256 is not None:
             if sha256.hexdigest() != expected_sha256:
@@ -139,11 +144,18 @@ def download(url, target, manual, expected_sha256=None, md5_url=None, check=None
             except ValueError as error:
                 raise OSError(f"the download of {url} is not usable ({error}); nothing was "
                               f"stored. {manual}") from None
+        if not _tempfiles.RENAME_WHILE_OPEN:
+            out.close()
         os.replace(temporary, target)
     except BaseException:
-        if os.path.exists(temporary):
+        out.close()
+        try:
             os.unlink(temporary)
+        except OSError:
+            pass
         raise
+    finally:
+        out.close()
     digest = sha256.hexdigest()
     note = {"pinned SHA-256": "matched the SHA-256 pinned in mfsgd",
             "published MD5": f"matched the MD5 published at {md5_url}",

@@ -56,14 +56,14 @@ def aligned_copy(array):
 padded_width = _sgd.padded_width
 
 
-def kernel_factors(factors):
-    """`factors` as the SGD kernel wants them: rows starting on cache-line boundaries.
+def kernel_rows(factors):
+    """The whole factor rows :func:`mfsgd._sgd.sgd_epoch` works on, shape (n, padded width).
 
     When a row of k values is a whole number of 64-byte lines, this is ``aligned_copy``.
     Otherwise it copies the factors into a zero-filled aligned buffer whose rows are padded to
-    :func:`padded_width` and returns the view of its first k columns; the kernel then runs on
-    the padded rows (the zero columns stay zero under every update), with aligned full-width
-    vector loads.  Use ``np.ascontiguousarray`` to get a plain array back.
+    :func:`padded_width`; the kernel then runs on the padded rows (the zero columns stay zero
+    under every update), with aligned full-width vector loads.  ``rows[:, :k]`` is the view of
+    the factors themselves.
     """
     n, k = factors.shape
     width = padded_width(k, factors.itemsize)
@@ -72,7 +72,7 @@ def kernel_factors(factors):
     buffer = aligned_empty((n, width), factors.dtype)
     buffer[:, k:] = 0
     buffer[:, :k] = factors
-    return buffer[:, :k]
+    return buffer
 
 
 def balanced_blocks(counts, n_blocks, rng):

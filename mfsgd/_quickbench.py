@@ -6,8 +6,6 @@ in the source checkout's ``benchmarks/`` folder: ``python -m benchmarks``.
 import os
 import time
 
-import numpy as np
-
 from .model import MatrixFactorization
 from .ratings import Ratings
 from .synthetic import make_synthetic
@@ -30,7 +28,8 @@ def quick_benchmark(n_ratings=1_000_000, n_epochs=3, factors=(32, 128), out=None
     Returns
     -------
     list of dict
-        One record per (k, threads): seconds per epoch and million rating updates per second.
+        One record per (k, threads): the number of ratings, seconds per epoch and million
+        rating updates per second.
     """
     if n_ratings < 1000:
         raise ValueError(f"n_ratings must be at least 1000, got {n_ratings}")
@@ -55,7 +54,8 @@ def quick_benchmark(n_ratings=1_000_000, n_epochs=3, factors=(32, 128), out=None
             seconds = min(record["seconds"] for record in model.history_)
             rate = len(data) / seconds / 1e6
             single = single or rate
-            records.append({"k": k, "threads": threads, "seconds_per_epoch": seconds,
+            records.append({"k": k, "threads": threads, "ratings": len(data),
+                            "seconds_per_epoch": seconds,
                             "mupd_s": rate, "fit_seconds": time.perf_counter() - start})
             print(f"{k:5d}  {threads:7d}  {seconds:7.3f}  {rate:11.1f}  {rate / single:10.2f}x",
                   file=out)

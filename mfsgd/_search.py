@@ -1,7 +1,6 @@
 """Hyperparameter search: ParameterGrid, ParameterSampler, GridSearchCV, RandomizedSearchCV."""
 import itertools
 import numbers
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -9,10 +8,11 @@ from functools import partial
 
 import numpy as np
 
-from ._base import ParamsMixin
+from ._base import EstimatorMixin
 from ._cv import (check_error_score, check_n_jobs, check_scoring, fit_and_score, fold_clone,
                   run_tasks, threads_per_fit)
-from ._progress import logger
+from ._guards import exclusive_training
+from ._progress import TaskProgress
 from ._split import as_ratings, check_cv
 from ._validation import check_int
 from .model import NotFittedError
@@ -131,7 +131,7 @@ class ParameterSampler:
                    for key, value in dist.items()}
 
 
-class _BaseSearchCV(ParamsMixin):
+class _BaseSearchCV(EstimatorMixin):
     """Shared fit / results / refit of the searches; subclasses define ``_candidates``."""
 
     def _candidates(self):
@@ -150,7 +150,16 @@ class _BaseSearchCV(ParamsMixin):
         Returns
         -------
         self
+
+        Raises
+        ------
+        RuntimeError
+            When this search object is already fitting (in another thread).
         """
+        with exclusive_training(self, "fit"):
+            return self._fit(ratings)
+
+    def _fit(self, ratings):
         ratings = as_ratings("ratings", ratings)
         names = check_scoring(self.scoring)
         n_jobs = check_n_jobs(self.n_jobs)
@@ -168,8 +177,8 @@ class _BaseSearchCV(ParamsMixin):
         n_workers = min(n_jobs, len(pairs))
         tasks = [partial(fit_and_score, self.model, candidates[c], folds[f][0], folds[f][1],
                          names, threads_per_fit(n_workers), error_score) for c, f in pairs]
-        progress = _Progress(type(self).__name__, candidates, n_folds, names[0], verbose,
-                             len(tasks))
+        progress = _SearchProgress(type(self).__name__, candidates, n_folds, names[0], verbose,
+                                   len(tasks))
         try:
             results = run_tasks(tasks, n_workers, lambda i, r: progress.done(*pairs[i], r))
         finally:
@@ -209,18 +218,22 @@ class _BaseSearchCV(ParamsMixin):
         """
         return self._best().predict(users, items)
 
-    def score(self, X):
-        """RMSE of `best_estimator_` on the ratings `X` (see MatrixFactorization.score).
+    def score(self, X, metric="rmse"):
+        """Error of `best_estimator_` on the ratings `X` (see MatrixFactorization.score).
 
         Parameters
         ----------
         X : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+        metric : {"rmse", "mae"}, default="rmse"
 
         Returns
         -------
         float
         """
-        return self._best().score(X)
+        return self._best().score(X, metric=metric)
+
+    def _is_fitted(self):
+        return hasattr(self, "cv_results_")
 
 
 _SEARCH_DOC = """
@@ -233,7 +246,7 @@ _SEARCH_DOC = """
     {candidates}
     cv : int, splitter or iterable of (train, test) pairs, default=5
         As in :func:`cross_validate`: an int k is ``KFold(k, shuffle=True, random_state=0)``,
-        so every candidate is scored on the same folds.
+        so every candidate is scored on the same folds; scikit-learn splitters work too.
     scoring : str or sequence of str, default="rmse"
         Metric(s) among "rmse" and "mae", lower is better; the first one picks the best
         candidate.
@@ -246,7 +259,10 @@ _SEARCH_DOC = """
     verbose : int, default=0
         0: silent.  1: a tqdm progress bar over the fits when tqdm is installed, and one line
         per candidate (parameters, mean score, seconds spent fitting) as its last fold
-        finishes.  2: also one line per fold.  The lines also go to the "mfsgd" logger.
+        finishes.  2: also one line per fold.  The lines also go to the "mfsgd" logger;
+        they, and console logging, are written through tqdm so that they do not garble the
+        bar.  The fold fits' own per-epoch output (the model's `verbose`, `show_progress`)
+        is off; the refit of the best candidate keeps it.
     error_score : "raise" or float, default=nan
         Score of a fit that diverges (DivergenceError, e.g. from too large a learning rate),
         with a RuntimeWarning; such a candidate ranks last.  "raise" raises instead.
@@ -381,8 +397,8 @@ def _format_params(params):
                      for key, value in params.items()) or "(model parameters)"
 
 
-class _Progress:
-    """Per-candidate lines (and an optional tqdm bar) while a search runs."""
+class _SearchProgress:
+    """Per-candidate lines (and a tqdm bar over the fits) while a search runs."""
 
     def __init__(self, title, candidates, n_folds, metric, verbose, n_tasks):
         self.title, self.candidates, self.n_folds = title, candidates, n_folds
@@ -390,44 +406,26 @@ class _Progress:
         self.scores = [[] for _ in candidates]
         self.seconds = [0.0] * len(candidates)
         self.finished = 0
-        self.bar = None
-        if verbose > 0:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=n_tasks, unit="fit", desc=title, leave=True)
-
-    def _say(self, line):
-        logger.info(line)
-        if self.verbose <= 0:
-            return
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stdout)
-        else:
-            print(line, flush=True)
+        self.output = TaskProgress(title, n_tasks, verbose)
 
     def done(self, candidate, fold, result):
         """Record one finished (candidate, fold) fit."""
         score = result["scores"][self.metric]
         self.scores[candidate].append(score)
         self.seconds[candidate] += result["fit_time"] + result["score_time"]
-        if self.bar is not None:
-            self.bar.update(1)
+        self.output.advance()
         if self.verbose > 1:
-            self._say(f"[{self.title}] candidate {candidate + 1}/{len(self.candidates)} fold "
-                      f"{fold + 1}/{self.n_folds}: {self.metric} {score:.4f} "
-                      f"(fit {result['fit_time']:.2f} s)")
+            self.output.say(f"[{self.title}] candidate {candidate + 1}/{len(self.candidates)} "
+                            f"fold {fold + 1}/{self.n_folds}: {self.metric} {score:.4f} "
+                            f"(fit {result['fit_time']:.2f} s)")
         if len(self.scores[candidate]) == self.n_folds:
             self.finished += 1
             scores = np.array(self.scores[candidate])
-            self._say(f"[{self.title}] {self.finished}/{len(self.candidates)} "
-                      f"{_format_params(self.candidates[candidate])}: "
-                      f"{self.metric} {scores.mean():.4f} "
-                      f"(+/- {scores.std():.4f}) in {self.seconds[candidate]:.1f} s")
+            self.output.say(f"[{self.title}] {self.finished}/{len(self.candidates)} "
+                            f"{_format_params(self.candidates[candidate])}: "
+                            f"{self.metric} {scores.mean():.4f} "
+                            f"(+/- {scores.std():.4f}) in {self.seconds[candidate]:.1f} s")
 
     def close(self):
         """Close the progress bar, if any."""
-        if self.bar is not None:
-            self.bar.close()
+        self.output.close()

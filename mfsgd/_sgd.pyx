@@ -214,32 +214,59 @@ cdef int _row_width(Py_ssize_t n_rows, Py_ssize_t k, Py_ssize_t row_stride,
     return row_stride // itemsize
 
 
+cdef int _kernel_width(Py_ssize_t n_factors, Py_ssize_t width, Py_ssize_t other_width,
+                       Py_ssize_t itemsize) except -1:
+    """Row width of the factor arrays given to :func:`sgd_epoch`, after checking that both have
+    rows of the same width and that it holds `n_factors` (0: the whole row)."""
+    if other_width != width:
+        raise ValueError(f"P and Q must have rows of the same width, got {width} and "
+                         f"{other_width} values")
+    if n_factors < 0 or n_factors > width or \
+            (n_factors > 0 and width not in (n_factors, padded_width(n_factors, itemsize))):
+        raise ValueError(f"rows of {width} values cannot hold n_factors={n_factors}: the width "
+                         f"must be n_factors or n_factors padded to whole 64-byte lines")
+    return width
+
+
+cdef int _check_c_rows(Py_ssize_t n_rows, Py_ssize_t width, Py_ssize_t row_stride,
+                       Py_ssize_t column_stride, Py_ssize_t itemsize, str name) except -1:
+    """Raise ValueError unless an (n_rows, width) array is C-contiguous (the strides of a
+    one-row or one-column dimension do not matter)."""
+    if (n_rows > 1 and row_stride != width * itemsize) or (width > 1 and column_stride != itemsize):
+        raise ValueError(f"{name} must be C-contiguous (whole rows of {width} values), got "
+                         f"strides ({row_stride}, {column_stride})")
+    return 0
+
+
 def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
               floating[::1] item_bias, floating[::1] user_grad_sq, floating[::1] item_grad_sq,
               const int64_t[::1] block_ptr, const int32_t[::1] run_user,
               const int64_t[::1] run_ptr, const int32_t[::1] items, const float[::1] ratings,
               const int32_t[:, ::1] schedule, int32_t[::1] order, double[::1] block_sse,
               double mu, double lr, double reg, double bias_reg, int flags, uint64_t seed,
-              int n_threads):
-    """Run one SGD epoch over the blocked layout, in place on the factors and biases.
+              int n_threads, int n_factors=0):
+    """Run the sub-epochs listed in `schedule`, in place on the factors and biases.
 
     Parameters
     ----------
-    P, Q : ndarray, shape (n_users, k) and (n_items, k), same float dtype
-        C-contiguous, or views of the first k columns of arrays whose rows are padded with
-        zeros to whole 64-byte lines (``_layout.kernel_factors``); the kernel then updates the
-        padded rows, whose zero columns stay zero.
+    P, Q : ndarray, shape (n_users, width) and (n_items, width), same float dtype
+        The whole factor rows the kernel works on, C-contiguous: `width` is `n_factors`, or
+        ``padded_width(n_factors)`` with zeros in the padding columns (see
+        ``_layout.kernel_rows``), which every update leaves at zero.  The width is read from
+        the shapes, never from the strides: a one-row array's stride says nothing.
     user_bias, item_bias : ndarray, shape (n_users,) and (n_items,)
     user_grad_sq, item_grad_sq : ndarray
         Adagrad accumulators (one per factor row), or empty arrays without adagrad.
     block_ptr, run_user, run_ptr, items, ratings : ndarray
         The layout from :func:`count_layout` / :func:`fill_layout`.
     schedule : ndarray of int32, shape (n_sub_epochs, width)
-        Blocks to run in each sub-epoch; blocks of one row share no row or column block.
+        Blocks to run in each sub-epoch; blocks of one row share no row or column block.  A
+        whole epoch's schedule, or some of its rows (calls on consecutive rows give the same
+        result as one call on all of them).
     order : ndarray of int32, shape (n_runs,)
         Scratch space for the visiting order of runs (see :func:`block_order`).
     block_sse : ndarray of float64, shape (n_blocks ** 2,)
-        Scratch space, receives each block's sum of squared errors.
+        Receives the sum of squared errors of each block run.
     mu, lr, reg, bias_reg : float
         Global mean, learning rate, factor and bias regularization.
     flags : int
@@ -248,11 +275,15 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
         Seed of this epoch's visiting order.
     n_threads : int
         Threads for the blocks of a sub-epoch (no effect on the result).
+    n_factors : int, default=0
+        The number of factors k in a row (adagrad averages its squared gradients over k);
+        0 means the whole width.
 
     Returns
     -------
     float
-        Sum of squared errors seen during the epoch.
+        The sum of `block_sse` over all blocks: for a whole epoch's schedule, the sum of
+        squared errors seen during the epoch.
     """
     cdef mf_params prm
     prm.mu = mu
@@ -260,17 +291,10 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     prm.reg = reg
     prm.bias_reg = bias_reg
     prm.flags = flags
-    prm.n_factors = P.shape[1]
-    if Q.shape[1] != P.shape[1]:
-        raise ValueError(f"P and Q must have the same number of columns, got {P.shape[1]} "
-                         f"and {Q.shape[1]}")
-    cdef int width_p = _row_width(P.shape[0], P.shape[1], P.strides[0], P.strides[1],
-                                  sizeof(floating), "P")
-    cdef int width_q = _row_width(Q.shape[0], Q.shape[1], Q.strides[0], Q.strides[1],
-                                  sizeof(floating), "Q")
-    if width_p and width_q and width_p != width_q:
-        raise ValueError("P and Q must both have padded rows or both plain rows")
-    cdef int k = max(width_p, width_q, prm.n_factors)
+    cdef int k = _kernel_width(n_factors, P.shape[1], Q.shape[1], sizeof(floating))
+    _check_c_rows(P.shape[0], k, P.strides[0], P.strides[1], sizeof(floating), "P")
+    _check_c_rows(Q.shape[0], k, Q.strides[0], Q.strides[1], sizeof(floating), "Q")
+    prm.n_factors = n_factors if n_factors > 0 else k
     cdef Py_ssize_t n_sub = schedule.shape[0], width = schedule.shape[1], s, t, b
     cdef int64_t blk, start, n_runs
     cdef floating *gp = _ptr_or_null(user_grad_sq)

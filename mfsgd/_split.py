@@ -266,13 +266,150 @@ class PredefinedSplit:
 
 
 def check_cv(cv):
-    """A splitter for `cv`: an int (KFold(cv, shuffle=True, random_state=0)), an object with
-    ``split`` and ``get_n_splits``, or an iterable of (train, test) pairs."""
+    """A splitter whose ``split(ratings)`` yields (train, test) rating sets, for `cv`.
+
+    `cv` is an int (``KFold(cv, shuffle=True, random_state=0)``), an mfsgd splitter, a
+    scikit-learn splitter (KFold, ShuffleSplit, ...: its index arrays are positions into the
+    ratings' CSR order), another object with ``split`` and ``get_n_splits`` whose
+    ``split(ratings)`` yields rating sets or position arrays, or an iterable of (train, test)
+    pairs: rating sets (as in PredefinedSplit) or position arrays.
+    """
     if isinstance(cv, numbers.Integral) and not isinstance(cv, (bool, np.bool_)):
         return KFold(check_int("cv", cv, 2), shuffle=True, random_state=0)
-    if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
+    if isinstance(cv, (KFold, PredefinedSplit)):
         return cv
+    if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
+        return PositionSplitter(cv)
     if hasattr(cv, "__iter__") and not isinstance(cv, (str, bytes, dict)):
-        return PredefinedSplit(cv)
-    raise TypeError(f"cv must be an int, a splitter (KFold, PredefinedSplit) or an iterable of "
-                    f"(train, test) pairs, got {cv!r}")
+        pairs = list(cv)
+        if pairs and isinstance(pairs[0], (tuple, list)) and len(pairs[0]) == 2 and \
+                isinstance(pairs[0][0], np.ndarray):
+            return PositionSplitter(_PositionPairs(pairs))
+        return PredefinedSplit(pairs)
+    raise TypeError(f"cv must be an int, a splitter (mfsgd's KFold or PredefinedSplit, or a "
+                    f"scikit-learn splitter) or an iterable of (train, test) pairs, got {cv!r}")
+
+
+class PositionSplitter:
+    """Any other splitter, as one that yields (train, test) rating sets.
+
+    A scikit-learn splitter is called as ``split(X, y)`` with a placeholder X of one row per
+    rating and y the ratings (so StratifiedKFold stratifies by rating value); any other as
+    ``split(ratings)``.  Yielded index arrays (or boolean masks) are positions into the
+    ratings' CSR order (``Ratings.take``); yielded rating sets pass through.
+
+    Parameters
+    ----------
+    splitter : object with ``split`` and ``get_n_splits``
+    """
+
+    def __init__(self, splitter):
+        self.splitter = splitter
+
+    def __repr__(self):
+        return f"PositionSplitter({self.splitter!r})"
+
+    def get_n_splits(self, ratings=None):
+        """Number of folds, as the wrapped splitter counts them.
+
+        Parameters
+        ----------
+        ratings : mfsgd.Ratings, optional
+            Some splitters (LeaveOneOut) count folds from the data.
+
+        Returns
+        -------
+        int
+        """
+        if ratings is None:
+            return self.splitter.get_n_splits()
+        if _from_scikit_learn(self.splitter):
+            return self.splitter.get_n_splits(_placeholder(len(as_ratings("ratings", ratings))))
+        return self.splitter.get_n_splits(ratings)
+
+    def split(self, ratings):
+        """Yield (train, test) rating sets, one pair per fold of the wrapped splitter.
+
+        Parameters
+        ----------
+        ratings : mfsgd.Ratings, scipy.sparse matrix, (users, items, ratings) tuple, or None
+            None only for a splitter that yields rating sets of its own.
+
+        Yields
+        ------
+        train, test : mfsgd.Ratings
+        """
+        if ratings is not None or _from_scikit_learn(self.splitter):
+            ratings = as_ratings("ratings", ratings)
+        if _from_scikit_learn(self.splitter):
+            pairs = _explained(self.splitter.split(_placeholder(len(ratings)), ratings.data),
+                               self.splitter)
+        else:
+            pairs = self.splitter.split(ratings)
+        for fold, pair in enumerate(pairs):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise TypeError(f"cv={self.splitter!r} yielded {type(pair).__name__} for fold "
+                                f"{fold}, not a (train, test) pair")
+            yield tuple(_fold_side(ratings, side, f"cv fold {fold} {name}", self.splitter)
+                        for side, name in zip(pair, ("train", "test")))
+
+
+class _PositionPairs:
+    """Fixed (train positions, test positions) pairs, as a splitter."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __repr__(self):
+        return f"[{len(self.pairs)} (train, test) position pairs]"
+
+    def get_n_splits(self, ratings=None):
+        return len(self.pairs)
+
+    def split(self, ratings):
+        yield from self.pairs
+
+
+def _explained(pairs, splitter):
+    """The folds of a scikit-learn splitter; its errors say what mfsgd gave it."""
+    try:
+        yield from pairs
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"cv={splitter!r} cannot split the ratings: {error} (mfsgd passes "
+                          f"it one sample per rating, with the rating as y and no groups)") \
+            from error
+
+
+def _from_scikit_learn(splitter):
+    return type(splitter).__module__.split(".")[0] == "sklearn"
+
+
+def _placeholder(n):
+    """X for a scikit-learn splitter: one row per rating, no memory."""
+    return np.broadcast_to(np.int8(0), (n, 1))
+
+
+def _fold_side(ratings, side, name, splitter):
+    """One side of a yielded fold as a rating set: rating sets as they are, positions taken."""
+    if isinstance(side, Ratings) or sp.issparse(side) or isinstance(side, tuple):
+        return as_ratings(name, side)
+    if ratings is None:
+        raise TypeError(f"{name} from cv={splitter!r} is not a rating set, and there are no "
+                        f"ratings to take positions from: pass the ratings")
+    positions = np.asarray(side)
+    if positions.dtype == bool and positions.shape == (len(ratings),):
+        positions = np.flatnonzero(positions)
+    if positions.ndim != 1 or positions.dtype.kind not in "iu":
+        raise TypeError(f"{name} from cv={splitter!r} must be rating positions (a 1-D integer "
+                        f"array or a boolean mask of {len(ratings)}) or a rating set, got "
+                        f"{type(side).__name__} of dtype {positions.dtype} and shape "
+                        f"{positions.shape}")
+    if positions.size == 0:
+        raise ValueError(f"{name} from cv={splitter!r} is empty")
+    low, high = positions.min(), positions.max()
+    if low < 0 or high >= len(ratings):
+        raise ValueError(f"{name} from cv={splitter!r} holds position "
+                         f"{low if low < 0 else high}, outside the {len(ratings)} ratings")
+    if len(np.unique(positions)) != len(positions):
+        raise ValueError(f"{name} from cv={splitter!r} names a rating more than once")
+    return ratings.take(positions)

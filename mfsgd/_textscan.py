@@ -29,6 +29,7 @@ _BYTE_INDEX = _U64(0x0706050403020100)  # byte j holds j
 _KEEP = np.array([0] + [(2**64 - 1) << (8 * (8 - n)) & (2**64 - 1) for n in range(1, 9)],
                  dtype=np.uint64)
 _POW10 = 10.0 ** np.arange(9)
+_SPACES = bytes(range(1, 33))
 
 
 class FieldCountError(Exception):
@@ -238,18 +239,26 @@ def parse_decimals(buf, starts, ends):
 
 
 def gather_strings(buf, starts, ends):
-    """The fields as a fixed-width bytes array (dtype "S<width>"), surrounding whitespace
-    removed."""
+    """The fields as a fixed-width bytes array (dtype "S<width>", the width of the longest
+    field), surrounding whitespace (bytes 1 to 32: space and ASCII control characters)
+    removed.
+
+    Besides the result, fields of up to ``PAD`` bytes take no further memory per byte of
+    width; longer ones cost index arrays in proportion to their total length, not to the
+    number of fields times the width.
+    """
     lengths = ends - starts
     width = max(int(lengths.max(initial=0)), 1)
     if width <= PAD:
         table = sliding_window_view(buf, width)[starts]
-    else:  # long fields: index arithmetic instead of the padded window
-        index = starts[:, None] + np.arange(width)
-        np.minimum(index, len(buf) - 1, out=index)
-        table = buf[index]
-    table[np.arange(width) >= lengths[:, None]] = 0
+        table[np.arange(width) >= lengths[:, None]] = 0
+    else:  # scatter the bytes of each field into its row
+        table = np.zeros((len(starts), width), dtype=np.uint8)
+        first = np.cumsum(lengths) - lengths            # of each field among all bytes
+        row = np.repeat(np.arange(len(starts)), lengths)
+        offset = np.arange(int(lengths.sum())) - np.repeat(first, lengths)
+        table[row, offset] = buf[np.repeat(starts, lengths) + offset]
     strings = table.view(f"S{width}")[:, 0]
     if np.count_nonzero((table > 0) & (table <= 32)):
-        strings = np.char.strip(strings)
+        strings = np.char.strip(strings, _SPACES)
     return strings

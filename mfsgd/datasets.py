@@ -6,14 +6,14 @@ folder and reads it from there; ``load_movielens("path/to/ml-1m.zip")`` or
 place, never extracted.
 """
 import csv
-import io
 import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _download
-from .io import read_ratings
+from ._textsource import BinarySource, archive_errors, iter_lines
+from .io import MAX_LINE_BYTES, read_ratings
 from .ratings import Ratings
 
 MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/"
@@ -37,6 +37,7 @@ SHA-256 of the first download is then recorded in ``<archive>.sha256`` and every
 the cached archive is checked against it."""
 
 SPLIT_FOLDS = (1, 2, 3, 4, 5, "a", "b")
+TITLE_BLOCK_BYTES = 1 << 18  # movie files are read in pieces of this size
 
 
 class _NotCachedError(FileNotFoundError):
@@ -208,10 +209,10 @@ def _check_archive(path):
     """Raise ValueError unless `path` is an intact zip archive holding a MovieLens layout."""
     if not zipfile.is_zipfile(path):
         raise ValueError("not a zip archive")
-    with zipfile.ZipFile(path) as archive:
+    with archive_errors(path, "zip archive"), zipfile.ZipFile(path) as archive:
         damaged = archive.testzip()
-        if damaged is not None:
-            raise ValueError(f"{damaged} fails its CRC check")
+    if damaged is not None:
+        raise ValueError(f"{damaged} fails its CRC check")
     _detect(Path(path))
 
 
@@ -223,7 +224,7 @@ def _detect(source):
                  for folder in [source, *sorted(p for p in source.iterdir() if p.is_dir())]
                  for path in folder.iterdir() if path.is_file()}
     elif zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as archive:
+        with archive_errors(source, "zip archive"), zipfile.ZipFile(source) as archive:
             names = set(archive.namelist())
     else:
         raise ValueError(f"{source} is neither a folder nor a zip archive")
@@ -243,7 +244,7 @@ def _detect(source):
 def _contains(source, name):
     if source.is_dir():
         return (source / name).is_file()
-    with zipfile.ZipFile(source) as archive:
+    with archive_errors(source, "zip archive"), zipfile.ZipFile(source) as archive:
         return name in archive.namelist()
 
 
@@ -256,29 +257,50 @@ def _read(source, name, layout):
 
 
 def _read_titles(source, name, layout):
-    """{movie id: title} from the layout's movies file ({} when the file is absent)."""
-    try:
-        if source.is_dir():
-            data = (source / name).read_bytes()
-        else:
-            with zipfile.ZipFile(source) as archive:
-                data = archive.read(name)
-    except (FileNotFoundError, KeyError):
+    """{movie id: title} from the layout's movies file ({} when the file is absent).
+
+    The file is streamed line by line (no line over MAX_LINE_BYTES), keeping only the id and
+    the title of each movie, so memory follows the titles, not the file.  A line that is not
+    valid in the layout's encoding is read as latin-1.
+    """
+    if not _contains(source, name):
         return {}
+    path, member = (source / name, None) if source.is_dir() else (source, name)
+    with BinarySource(path, member) as opened:
+        lines = (_decode_title_line(line, layout.encoding) for line in
+                 iter_lines(opened.stream, opened.name, TITLE_BLOCK_BYTES, MAX_LINE_BYTES))
+        if layout.titles_sep is None:
+            rows = csv.reader(lines)
+        else:
+            rows = (line.split(layout.titles_sep, 2) for line in lines)
+        titles = {}
+        try:
+            if layout.titles_sep is None:
+                next(rows, None)  # the header
+            for row in rows:
+                if len(row) >= 2:
+                    titles[_movie_id(row[0])] = row[1]
+        except csv.Error as error:
+            raise ValueError(f"{opened.name}, line {rows.line_num}: {error}") from None
+    return titles
+
+
+def _decode_title_line(line, encoding):
     try:
-        text = data.decode(layout.encoding)
+        return line.decode(encoding)
     except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    if layout.titles_sep is None:
-        rows = list(csv.reader(io.StringIO(text)))[1:]
-    else:
-        rows = [line.split(layout.titles_sep) for line in text.splitlines()]
-    return {_movie_id(row[0]): row[1] for row in rows if len(row) >= 2}
+        return line.decode("latin-1")
 
 
 def _movie_id(text):
+    """A movie id as read_ratings reads ids: an int for ASCII digits within int64, else the
+    text (str.isdigit alone also accepts '²', which int() refuses)."""
     text = text.strip()
-    return int(text) if text.isdigit() else text
+    if text.isascii() and text.isdigit():
+        value = int(text.lstrip("0") or "0") if len(text.lstrip("0")) <= 19 else None
+        if value is not None and value < 2**63:
+            return value
+    return text
 
 
 def _with_titles(ratings, titles):

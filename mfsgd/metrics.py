@@ -32,36 +32,57 @@ __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_
 
 
 def rmse(y_true, y_pred):
-    """Root mean squared error.
+    """Root mean squared error: of predicted against true ratings, or of a model on ratings.
+
+    Called as ``rmse(y_true, y_pred)`` or, like the ranking metrics, as
+    ``rmse(model, ratings)``.
 
     Parameters
     ----------
-    y_true, y_pred : array-like of float, shape (n,)
-        True and predicted ratings, finite, the same non-zero length.
+    y_true : array-like of float, shape (n,), or fitted model
+        True ratings; or a fitted MatrixFactorization (or search), which is then scored on
+        the ratings given as `y_pred` (``model.score(ratings, metric="rmse")``).
+    y_pred : array-like of float, shape (n,), or rating set
+        Predicted ratings, finite, as long as `y_true`; after a model, the ratings to score it
+        on: mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple.
 
     Returns
     -------
     float
         sqrt(mean((y_pred - y_true) ** 2)), computed in float64.
     """
+    if _is_model(y_true):
+        return y_true.score(y_pred, metric="rmse")
     error = _errors(y_true, y_pred)
     return float(np.sqrt(np.mean(np.square(error))))
 
 
 def mae(y_true, y_pred):
-    """Mean absolute error.
+    """Mean absolute error: of predicted against true ratings, or of a model on ratings.
+
+    Called as ``mae(y_true, y_pred)`` or as ``mae(model, ratings)`` (see :func:`rmse`).
 
     Parameters
     ----------
-    y_true, y_pred : array-like of float, shape (n,)
-        True and predicted ratings, finite, the same non-zero length.
+    y_true : array-like of float, shape (n,), or fitted model
+        True ratings; or a fitted model, scored on the ratings given as `y_pred`.
+    y_pred : array-like of float, shape (n,), or rating set
+        Predicted ratings, finite, as long as `y_true`; after a model, the ratings to score it
+        on.
 
     Returns
     -------
     float
         mean(|y_pred - y_true|), computed in float64.
     """
+    if _is_model(y_true):
+        return y_true.score(y_pred, metric="mae")
     return float(np.mean(np.abs(_errors(y_true, y_pred))))
+
+
+def _is_model(obj):
+    """A model (fitted or not: score says which) rather than an array of ratings."""
+    return callable(getattr(obj, "score", None)) and callable(getattr(obj, "fit", None))
 
 
 def _errors(y_true, y_pred):

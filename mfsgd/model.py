@@ -3,22 +3,30 @@ import hashlib
 import os
 import time
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _sgd, persistence
+from . import _sgd, metrics, persistence
 from . import recommend as _recommend
-from ._base import ParamsMixin
+from ._base import EstimatorMixin
 from ._csr import IndexedRatings, from_index_triplets, take
+from ._guards import deferred_interrupts, exclusive_training
 from ._idmap import IdMap
 from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
-                      kernel_factors)
+                      kernel_rows)
 from ._progress import EpochReporter
 from ._seen import grown_indptr, merged_seen, seen_from_ratings
 from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
                           check_float, check_int)
 
 SCHEDULES = ("constant", "inverse", "adagrad")
+SCORES = ("rmse", "mae")
+# Sub-epochs run in kernel calls of about this many seconds, with Ctrl-C checked between them:
+# short enough for an interrupt to land at once, long enough that the ~10-30 us of a call
+# does not count on small data (where one call runs a whole epoch).
+CHECK_SECONDS = 0.05
 
 
 class DivergenceError(FloatingPointError):
@@ -29,7 +37,7 @@ class NotFittedError(ValueError, AttributeError):
     """The model was used before ``fit``."""
 
 
-class MatrixFactorization(ParamsMixin):
+class MatrixFactorization(EstimatorMixin):
     """Matrix factorization trained by stochastic gradient descent.
 
     Predicts r_ui = p_u . q_i, plus mu + b_u + b_i when `biased`, and minimizes, over the known
@@ -104,9 +112,12 @@ class MatrixFactorization(ParamsMixin):
         objective, seconds, and with early stopping "best" (True on the best epoch so far).
     best_epoch_ : int
         With early stopping, the epoch whose factors the model holds.
-    item_titles_ : dict-like or None
-        Not learned: set it to a mapping raw item id -> title to have ``save`` store it
-        (``load`` restores it as a dict, or None); a new ``fit`` keeps it.
+    item_titles_ : dict or None
+        Raw item id -> title: the ``item_titles`` of the Ratings given to ``fit`` (for
+        example from ``load_movielens``), merged with those of later ``partial_fit`` data;
+        or a mapping you set.  ``save`` stores it and ``load`` restores it (a dict, or
+        None).  A ``fit`` on data without titles keeps a mapping you set, not titles that
+        came with earlier data.
     """
 
     def __init__(self, n_factors=100, n_epochs=60, learning_rate=0.007, regularization=0.08,
@@ -188,13 +199,43 @@ class MatrixFactorization(ParamsMixin):
         Returns
         -------
         self
+
+        Raises
+        ------
+        RuntimeError
+            When this object is already being trained (``fit`` or ``partial_fit`` running in
+            another thread, or called again from a callback).
+
+        Notes
+        -----
+        **Ctrl-C.**  An interrupt (SIGINT, KeyboardInterrupt) during training lands between two
+        sub-epochs (an epoch is `n_blocks` sub-epochs; the kernel runs them in calls of about
+        0.05 s, so an interrupt lands within that or one sub-epoch) or between epochs, never
+        inside one update of the model's state.  The model then holds
+        the complete epochs, which `history_` lists, plus the finished sub-epochs of the
+        interrupted epoch, which have no `history_` entry yet; it predicts, recommends and
+        saves as it is.  The next ``partial_fit`` first completes that epoch, counting it as
+        one of its epochs, so ``fit`` for n epochs, interrupted after m complete ones, then
+        ``partial_fit(X, n_epochs=n - m)`` gives bit for bit the model and `history_` of an
+        uninterrupted ``fit`` (``seconds`` aside); so does a pickled copy.  ``save`` does not
+        store the unfinished epoch.  An interrupt before the first epoch leaves the model
+        unfitted; with early stopping, an interrupted fit keeps its latest factors, not the
+        best ones.  Interrupts are held back like this only when training runs in the main
+        thread (Python delivers signals nowhere else).
         """
+        with self._training_call("fit"):
+            return self._fit(X, validation)
+
+    def _fit(self, X, validation, n_epochs=None):
         params = self._checked_params()
+        if n_epochs is not None:
+            params["n_epochs"] = n_epochs
         train = as_training_data("X", X)
         valid = None if validation is None else as_training_data("validation", validation)
         self._warn_if_no_openmp(params["n_threads"])
         rng = np.random.default_rng(self.random_state)
         self._forget_fit()
+        self._take_titles(X, replace_all=True)
         self._user_map = IdMap(n=train.n_users) if isinstance(train, IndexedRatings) \
             else IdMap(train.user_ids)
         self._item_map = IdMap(n=train.n_items) if isinstance(train, IndexedRatings) \
@@ -233,29 +274,77 @@ class MatrixFactorization(ParamsMixin):
         Returns
         -------
         self
+
+        Raises
+        ------
+        RuntimeError
+            When this object is already being trained.
+        DivergenceError
+            When training diverges; the model is then left as it was before the call.
+
+        Notes
+        -----
+        After an interrupted ``fit`` or ``partial_fit`` (see ``fit``), the interrupted epoch
+        is completed first, on the data it started with, and counts as the first of the
+        `n_epochs`.
         """
+        with self._training_call("partial_fit"):
+            return self._partial_fit(X, n_epochs, validation)
+
+    def _partial_fit(self, X, n_epochs, validation):
         n_epochs = check_int("n_epochs", n_epochs, 0)
         if not hasattr(self, "user_factors_"):
-            saved = self.n_epochs
-            self.n_epochs = n_epochs
-            try:
-                return self.fit(X, validation)
-            finally:
-                self.n_epochs = saved
+            return self._fit(X, validation, n_epochs)
         params = self._checked_params()
         train = as_training_data("X", X)
         fingerprint = _fingerprint(train)
         if fingerprint != getattr(self, "_fingerprint", None) or not hasattr(self, "_layout"):
-            self._adopt_training_data(train, params, fingerprint)
-        valid_pairs = None if validation is None else \
+            if n_epochs and hasattr(self, "_partial_epoch"):
+                self._continue_training(params, 1, self._validation_pairs(validation))
+                n_epochs -= 1
+            with deferred_interrupts():
+                self._adopt_training_data(train, params, fingerprint)
+        self._take_titles(X, replace_all=False)
+        self._continue_training(params, n_epochs, self._validation_pairs(validation))
+        return self
+
+    @contextmanager
+    def _training_call(self, method):
+        """One training call at a time on this object; no half-built model if set-up fails."""
+        with exclusive_training(self, method):
+            try:
+                yield
+            except BaseException:
+                # history_ is set once set-up is complete (an exception before fit's set-up
+                # began leaves the previous model, history_ included, untouched).
+                if not hasattr(self, "history_"):
+                    self._forget_fit()
+                raise
+
+    def _take_titles(self, X, replace_all):
+        """Keep the item titles a rating set carries (e.g. from load_movielens)."""
+        titles = getattr(X, "item_titles", None)
+        if titles is None:
+            self.__dict__.setdefault("item_titles_", None)
+            return
+        kept = {} if replace_all or self.__dict__.get("item_titles_") is None \
+            else dict(self.item_titles_)
+        kept.update(titles)
+        self.item_titles_ = kept
+        self._titles_from_data = True
+
+    def _validation_pairs(self, validation):
+        return None if validation is None else \
             self._indexed_pairs(as_training_data("validation", validation))
-        saved_state = self._state_arrays(copy=True)
+
+    def _continue_training(self, params, n_epochs, valid_pairs):
+        """partial_fit's epochs; when training diverges, the model returns to where it was."""
+        snapshot = self._snapshot()
         try:
             self._run_epochs(params, n_epochs, valid_pairs, early_stopping=False)
         except DivergenceError:
-            self._restore_state(saved_state)
+            self._restore_snapshot(snapshot)
             raise
-        return self
 
     def _adopt_training_data(self, train, params, fingerprint):
         """Map new training data into this model's index space, growing it for new ids."""
@@ -344,9 +433,18 @@ class MatrixFactorization(ParamsMixin):
         return params["learning_rate"]
 
     def _run_epochs(self, params, n_epochs, valid, early_stopping):
-        layout = self._layout
-        for name in ("user_factors_", "item_factors_"):
-            setattr(self, name, kernel_factors(getattr(self, name)))
+        """Run `n_epochs` epochs; the rest of an interrupted epoch counts as the first.
+
+        SIGINT is held back to the points between sub-epochs and between epochs (see
+        ``mfsgd._guards.deferred_interrupts``), where the model's state is consistent.
+        """
+        with deferred_interrupts() as check_interrupt:
+            self._train_epochs(params, n_epochs, valid, early_stopping, check_interrupt)
+
+    def _train_epochs(self, params, n_epochs, valid, early_stopping, check_interrupt):
+        k = self.user_factors_.shape[1]
+        user_rows, item_rows = kernel_rows(self.user_factors_), kernel_rows(self.item_factors_)
+        self.user_factors_, self.item_factors_ = user_rows[:, :k], item_rows[:, :k]
         for name in ("user_bias_", "item_bias_", "_user_grad_sq", "_item_grad_sq"):
             setattr(self, name, aligned_copy(getattr(self, name)))
         flags = self._flags(params)
@@ -355,20 +453,14 @@ class MatrixFactorization(ParamsMixin):
             np.maximum(self.item_factors_, 0, out=self.item_factors_)
         reporter = EpochReporter(n_epochs, self.verbose, self.show_progress, valid is not None)
         best_rmse, best_state, waited = np.inf, None, 0
+        sub_epoch_seconds = None
         try:
             for _ in range(n_epochs):
                 epoch = self._epochs_done
                 lr = self._epoch_learning_rate(params, epoch)
-                schedule = epoch_schedule(layout.n_blocks, self._rng)
-                seed = int(self._rng.integers(0, 2**63))
-                start = time.perf_counter()
-                sse = _sgd.sgd_epoch(
-                    self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_,
-                    self._user_grad_sq, self._item_grad_sq, layout.block_ptr, layout.run_user,
-                    layout.run_ptr, layout.items, layout.ratings, schedule, layout.order,
-                    layout.block_sse, self.global_mean_, lr, params["regularization"],
-                    params["bias_regularization"], flags, seed, params["n_threads"])
-                seconds = time.perf_counter() - start
+                sse, seconds, sub_epoch_seconds = self._epoch(
+                    params, lr, (user_rows, item_rows), flags, check_interrupt,
+                    sub_epoch_seconds)
                 penalty = self._penalty(params)
                 self._check_finite(sse, penalty, lr, epoch)
                 self._epochs_done += 1
@@ -391,6 +483,7 @@ class MatrixFactorization(ParamsMixin):
                 stop = any([bool(callback(record, self)) for callback in params["callbacks"]])
                 if stop or (early_stopping and waited >= params["patience"]):
                     break
+                check_interrupt()
         finally:
             reporter.close()
             self.user_factors_ = np.ascontiguousarray(self.user_factors_)
@@ -398,6 +491,81 @@ class MatrixFactorization(ParamsMixin):
         if early_stopping and best_state is not None:
             self.best_epoch_ = best_state[0]
             self._restore_state(best_state[1])
+
+    def _epoch(self, params, lr, rows, flags, check_interrupt, sub_epoch_seconds=None):
+        """One epoch, sub-epoch by sub-epoch (or the rest of an interrupted one).
+
+        The sub-epochs run in kernel calls of about CHECK_SECONDS each (one sub-epoch per call
+        until `sub_epoch_seconds`, the time of one, is known); the results do not depend on
+        how they are grouped.  Between calls `check_interrupt` may raise (KeyboardInterrupt);
+        the epoch then stays in `_partial_epoch`: its schedule and seed, the sub-epochs done
+        and the squared errors of their blocks, so that finishing it later gives the same
+        updates and the same sum of squared errors as an uninterrupted epoch.
+
+        Returns
+        -------
+        sse : float
+            Sum of squared errors over the epoch, summed block by block in block order.
+        seconds : float
+            Time spent in the kernel.
+        sub_epoch_seconds : float or None
+            The time of one sub-epoch, as last measured.
+        """
+        layout = self._layout
+        part = getattr(self, "_partial_epoch", None)
+        if part is None:
+            schedule = epoch_schedule(layout.n_blocks, self._rng)
+            seed = int(self._rng.integers(0, 2**63))
+            part = self._partial_epoch = _PartialEpoch(schedule, seed,
+                                                       np.zeros(layout.n_blocks ** 2))
+        n_sub = len(part.schedule)
+        while part.done < n_sub:
+            first = part.done
+            count = 1 if not sub_epoch_seconds else int(CHECK_SECONDS / sub_epoch_seconds)
+            last = min(n_sub, first + max(1, count))
+            start = time.perf_counter()
+            _sgd.sgd_epoch(*rows, self.user_bias_, self.item_bias_, self._user_grad_sq,
+                           self._item_grad_sq, layout.block_ptr, layout.run_user,
+                           layout.run_ptr, layout.items, layout.ratings,
+                           part.schedule[first:last], layout.order, layout.block_sse,
+                           self.global_mean_, lr, params["regularization"],
+                           params["bias_regularization"], flags, part.seed,
+                           params["n_threads"], self.user_factors_.shape[1])
+            elapsed = time.perf_counter() - start
+            part.seconds += elapsed
+            sub_epoch_seconds = elapsed / (last - first)
+            blocks = part.schedule[first:last].ravel()
+            part.block_sse[blocks] = layout.block_sse[blocks]
+            part.done = last
+            if part.done < n_sub:
+                try:
+                    check_interrupt()
+                except KeyboardInterrupt as interrupt:
+                    _add_note(interrupt, f"mfsgd: training stopped after {self._epochs_done} "
+                              f"complete epochs and {part.done} of {n_sub} sub-epochs of the "
+                              f"next; partial_fit completes that epoch and continues exactly")
+                    raise
+        del self._partial_epoch
+        sse = 0.0
+        for value in part.block_sse.tolist():
+            sse += value
+        return sse, part.seconds, sub_epoch_seconds
+
+    def _snapshot(self):
+        """The training state partial_fit returns to when training diverges."""
+        part = getattr(self, "_partial_epoch", None)
+        return (self._state_arrays(copy=True), self._epochs_done, len(self.history_),
+                self._rng.bit_generator.state, None if part is None else part.copy())
+
+    def _restore_snapshot(self, snapshot):
+        arrays, epochs_done, n_records, rng_state, part = snapshot
+        self._restore_state(arrays)
+        self._epochs_done = epochs_done
+        del self.history_[n_records:]
+        self._rng.bit_generator.state = rng_state
+        self.__dict__.pop("_partial_epoch", None)
+        if part is not None:
+            self._partial_epoch = part
 
     def _state_arrays(self, copy):
         names = ("user_factors_", "item_factors_", "user_bias_", "item_bias_",
@@ -437,12 +605,14 @@ class MatrixFactorization(ParamsMixin):
         return float(penalty)
 
     def _forget_fit(self):
-        # item_titles_ is set by the user, not learned: it survives a new fit.
+        # An item_titles_ the user set survives a new fit; titles taken from data do not.
+        titles_from_data = self.__dict__.pop("_titles_from_data", False)
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")
-                     and n != "item_titles_"]:
+                     and (n != "item_titles_" or titles_from_data)]:
             delattr(self, name)
         for name in ("_layout", "_rng", "_user_grad_sq", "_item_grad_sq", "_fingerprint",
-                     "_user_map", "_item_map", "_seen_indptr", "_seen_indices"):
+                     "_user_map", "_item_map", "_seen_indptr", "_seen_indices",
+                     "_partial_epoch"):
             self.__dict__.pop(name, None)
 
     # ------------------------------------------------------------------ new users
@@ -508,6 +678,9 @@ class MatrixFactorization(ParamsMixin):
         self.user_bias_[row] = bias
 
     # ------------------------------------------------------------------ prediction
+    def _is_fitted(self):
+        return hasattr(self, "user_factors_")
+
     def _check_fitted(self):
         if not hasattr(self, "user_factors_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
@@ -609,10 +782,26 @@ class MatrixFactorization(ParamsMixin):
         error = self._predict_indices(users, items, n_threads) - values
         return float(np.sqrt(np.mean(np.square(error))))
 
-    def score(self, X):
-        """Root mean squared error of the predictions on the ratings `X` (same types as fit)."""
+    def score(self, X, metric="rmse"):
+        """Error of the predictions on the ratings `X`: RMSE or MAE (lower is better).
+
+        Parameters
+        ----------
+        X : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+            Ratings with the same kind of ids as in fit; unknown users or items get the
+            cold-start prediction (global mean plus the known bias).
+        metric : {"rmse", "mae"}, default="rmse"
+            Root mean squared error or mean absolute error (see :mod:`mfsgd.metrics`).
+
+        Returns
+        -------
+        float
+        """
         self._check_fitted()
-        return self._rmse_on(self._indexed_pairs(as_training_data("X", X)), self._thread_count())
+        check_choice("metric", metric, SCORES)
+        users, items, values = self._indexed_pairs(as_training_data("X", X))
+        predicted = self._predict_indices(users, items, self._thread_count())
+        return getattr(metrics, metric)(values, predicted)
 
     # ------------------------------------------------------------------ recommendation
     def recommend(self, user, n=10, exclude_seen=True, items=None):
@@ -722,6 +911,26 @@ class MatrixFactorization(ParamsMixin):
             When the file is damaged, altered, not an mfsgd model, or of a newer format.
         """
         return persistence.load(path, cls)
+
+
+@dataclass
+class _PartialEpoch:
+    """An epoch in progress: its schedule and seed, the sub-epochs done, their blocks' errors."""
+
+    schedule: np.ndarray
+    seed: int
+    block_sse: np.ndarray
+    done: int = 0
+    seconds: float = 0.0
+
+    def copy(self):
+        """An independent copy."""
+        return replace(self, schedule=self.schedule.copy(), block_sse=self.block_sse.copy())
+
+
+def _add_note(error, note):
+    if hasattr(error, "add_note"):                  # Python >= 3.11
+        error.add_note(note)
 
 
 def _aligned_full(n, value, dtype):

@@ -14,51 +14,57 @@ The file is a plain ``np.savez`` archive of numeric and unicode arrays, readable
 - ``seen_indptr`` (int64), ``seen_indices`` (int32): the items each user rated in training;
 - ``item_titles_ids``, ``item_titles`` (optional): ``item_titles_`` as two arrays;
 - ``sha256`` (str): SHA-256 over every other array's name, dtype, shape and bytes.
+
+``load`` reads no array before it has checked the member names (only these), every .npy header
+(dtype and number of dimensions as above, a shape that matches the member's declared size) and
+the declared sizes (at most 64 times the file's size in all; see :mod:`mfsgd._npz`), and it reads
+in pieces of at most 1 MiB.  After the digest it checks the contents as strictly as ``fit``
+checks its input (:mod:`mfsgd._modelcheck`): the parameters pass the estimator's own checks and
+agree with the arrays, every factor, bias and adagrad sum is finite, the rating range is ordered,
+the training counters, history and random generator state are well formed.  ``save`` applies
+the same checks before writing, so whatever it writes loads again.
 """
 import hashlib
 import json
 import os
-import secrets
-import zipfile
-import zlib
 
 import numpy as np
 
+from . import _tempfiles
 from ._idmap import IdMap
 from ._layout import aligned_empty
-from ._seen import check_seen
+from ._modelcheck import FieldError, check_contents, jsonable
+from ._npz import Archive
 from ._version import __version__
 
 FORMAT_VERSION = 1
 DIGEST_KEY = "sha256"
-RNG_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
-# name: (allowed dtype kinds, number of dimensions)
+_FLOATS, _TEXT, _IDS = ("f4", "f8"), ("U",), ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "U")
+# name: (allowed dtypes, ignoring byte order; "U" is any unicode width), number of dimensions)
 SCHEMA = {
-    "format_version": ("i", 0),
-    "library_version": ("U", 0),
-    "params_json": ("U", 0),
-    "history_json": ("U", 0),
-    "state_json": ("U", 0),
-    "user_factors": ("f", 2),
-    "item_factors": ("f", 2),
-    "user_bias": ("f", 1),
-    "item_bias": ("f", 1),
-    "user_grad_sq": ("f", 1),
-    "item_grad_sq": ("f", 1),
-    "global_mean": ("f", 0),
-    "rating_range": ("f", 1),
-    "user_ids": ("iuU", 1),
-    "item_ids": ("iuU", 1),
-    "user_ids_identity": ("b", 0),
-    "item_ids_identity": ("b", 0),
-    "seen_indptr": ("i", 1),
-    "seen_indices": ("i", 1),
-    DIGEST_KEY: ("U", 0),
+    "format_version": (("i8",), 0),
+    "library_version": (_TEXT, 0),
+    "params_json": (_TEXT, 0),
+    "history_json": (_TEXT, 0),
+    "state_json": (_TEXT, 0),
+    "user_factors": (_FLOATS, 2),
+    "item_factors": (_FLOATS, 2),
+    "user_bias": (_FLOATS, 1),
+    "item_bias": (_FLOATS, 1),
+    "user_grad_sq": (_FLOATS, 1),
+    "item_grad_sq": (_FLOATS, 1),
+    "global_mean": (("f8",), 0),
+    "rating_range": (("f8",), 1),
+    "user_ids": (_IDS, 1),
+    "item_ids": (_IDS, 1),
+    "user_ids_identity": (("b1",), 0),
+    "item_ids_identity": (("b1",), 0),
+    "seen_indptr": (("i8",), 1),
+    "seen_indices": (("i4",), 1),
+    DIGEST_KEY: (_TEXT, 0),
 }
-OPTIONAL = {"item_titles_ids": ("iuU", 1), "item_titles": ("U", 1)}
-READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-               NotImplementedError, UnicodeDecodeError)
+OPTIONAL = {"item_titles_ids": (_IDS, 1), "item_titles": (_TEXT, 1)}
 
 
 def save(model, path):
@@ -79,10 +85,25 @@ def save(model, path):
     ``callbacks`` are not saved (the loaded model has ``callbacks=None``), nor is a
     ``random_state`` that is a numpy Generator (saved as None); the state of the model's
     own random generator is saved, so ``partial_fit`` after loading is reproducible.
+
+    Stale temporary files that killed saves or downloads left in the folder are removed first
+    (see :mod:`mfsgd._tempfiles`; a live writer's file is never touched).
+
+    Raises
+    ------
+    ValueError
+        When the model holds something ``load`` would refuse (e.g. ``n_factors`` or ``dtype``
+        changed with ``set_params`` after fitting, or non-finite factors); nothing is written.
+    FileNotFoundError
+        When the folder of `path` does not exist (the message names `path`).
     """
     model._check_fitted()
     path = _checked_path(path)
     arrays = _model_arrays(model)
+    try:
+        check_contents(arrays, type(model))
+    except FieldError as error:
+        raise ValueError(f"cannot save this model to {path}: {error}") from None
     arrays[DIGEST_KEY] = np.array(digest(arrays))
     _write_atomically(path, arrays)
 
@@ -108,18 +129,18 @@ def load(path, cls):
     Raises
     ------
     ValueError
-        When the file is not an mfsgd model file, is truncated or was altered (its digest
-        does not match), is inconsistent, or was written in a newer format.
+        Naming the file: when it is not an mfsgd model file, is truncated or was altered (its
+        digest does not match), declares arrays out of proportion to its size, holds values a
+        trained model cannot hold (naming the field), or was written in a newer format.
     """
     path = _checked_path(path)
     arrays = _read_arrays(path)
-    _check_format_version(arrays, path)
     _check_digest(arrays, path)
-    _check_schema(arrays, path)
+    arrays = {name: _native(array) for name, array in arrays.items()}
     try:
-        return _model_from_arrays(arrays, cls, path)
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{path}: inconsistent mfsgd model file: {error}") from error
+        return _model_from_arrays(arrays, cls)
+    except FieldError as error:
+        raise ValueError(f"{path}: inconsistent mfsgd model file: {error}") from None
 
 
 def digest(arrays):
@@ -151,11 +172,11 @@ def _model_arrays(model):
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "library_version": np.array(__version__),
         "params_json": np.array(json.dumps(_params_for_json(model.get_params()))),
-        "history_json": np.array(json.dumps(_jsonable(model.history_))),
+        "history_json": np.array(json.dumps(jsonable(model.history_))),
         "state_json": np.array(json.dumps({
             "epochs_done": int(model._epochs_done),
             "best_epoch": getattr(model, "best_epoch_", None),
-            "rng_state": _jsonable(model._rng.bit_generator.state),
+            "rng_state": jsonable(model._rng.bit_generator.state),
         })),
         "global_mean": np.array(model.global_mean_, dtype=np.float64),
         "rating_range": np.array(model.rating_range_, dtype=np.float64),
@@ -200,16 +221,25 @@ def _checked_path(path):
 
 def _write_atomically(path, arrays):
     directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(
-        directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # os.open with mode 0o666 lets the umask decide the final permissions, as open() would.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {path}: the folder {directory} does not exist")
+    name = os.path.basename(path)
+    _tempfiles.remove_stale(directory, name)
+    try:
+        # Mode 0o666 lets the umask decide the final permissions, as open() would.
+        fd, temporary = _tempfiles.create(directory, name, "tmp", 0o666)
+    except OSError as error:  # OSError(errno, ...) is the matching subclass, e.g. PermissionError
+        raise OSError(error.errno, f"cannot save to {path}: cannot create a file in "
+                                   f"{directory} ({error.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as file:
             np.savez(file, **arrays)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+            if _tempfiles.RENAME_WHILE_OPEN:  # keep the temporary file locked until renamed
+                os.replace(temporary, path)
+        if not _tempfiles.RENAME_WHILE_OPEN:
+            os.replace(temporary, path)
     except BaseException:
         try:
             os.unlink(temporary)
@@ -250,41 +280,48 @@ def _params_for_json(params):
     return out
 
 
-def _jsonable(value):
-    """`value` with numpy arrays and scalars turned into lists and Python scalars."""
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 # ---------------------------------------------------------------------- reading
 def _read_arrays(path):
-    with open(path, "rb") as file:
-        try:
-            loaded = np.load(file, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array, not an .npz archive")
-            with loaded:
-                return {name: loaded[name] for name in loaded.files}
-        except READ_ERRORS as error:
-            raise ValueError(f"{path}: not a readable mfsgd model file ({error})") from error
+    """Every array of the model file at `path`, each checked against the schema of its format
+    version before it is read."""
+    with Archive(path, max_members=len(SCHEMA) + len(OPTIONAL)) as archive:
+        if "format_version" not in archive.infos:
+            raise ValueError(f"{path}: not an mfsgd model file (no format_version)")
+        headers = {"format_version": _checked_header(archive, "format_version")}
+        _check_format_version(archive.read(headers["format_version"]), archive, path)
+        missing = [name for name in SCHEMA if name not in archive.infos]
+        if missing:
+            raise ValueError(f"{path}: missing array {missing[0]!r}")
+        unexpected = [name for name in archive.names if name not in SCHEMA and name not in OPTIONAL]
+        if unexpected:
+            raise ValueError(f"{path}: unexpected array {unexpected[0]!r}")
+        if ("item_titles_ids" in archive.infos) != ("item_titles" in archive.infos):
+            raise ValueError(f"{path}: item_titles_ids and item_titles must come together")
+        headers.update((name, _checked_header(archive, name)) for name in archive.names)
+        return {name: archive.read(header) for name, header in headers.items()}
 
 
-def _check_format_version(arrays, path):
-    if "format_version" not in arrays:
-        raise ValueError(f"{path}: not an mfsgd model file (no format_version)")
-    version = arrays["format_version"]
-    if version.shape != () or version.dtype.kind != "i":
-        raise ValueError(f"{path}: format_version must be an integer scalar")
+def _checked_header(archive, name):
+    """The .npy header of `name`, with a dtype and dimensions its schema allows."""
+    member = archive.header(name)
+    dtypes, ndim = SCHEMA.get(name) or OPTIONAL[name]
+    code = "U" if member.dtype.kind == "U" else f"{member.dtype.kind}{member.dtype.itemsize}"
+    if code not in dtypes or member.ndim != ndim:
+        raise ValueError(f"{archive.path}: array {name!r} has dtype {member.dtype} and "
+                         f"{member.ndim} dimensions; expected one of {list(dtypes)} and {ndim} "
+                         f"dimensions")
+    return member
+
+
+def _check_format_version(version, archive, path):
     version = int(version)
     if version > FORMAT_VERSION:
-        written_by = str(arrays.get("library_version", "an unknown version"))
+        written_by = "an unknown version"
+        if "library_version" in archive.infos:
+            try:
+                written_by = str(archive.read(_checked_header(archive, "library_version")))[:40]
+            except ValueError:
+                pass
         raise ValueError(
             f"{path}: written by mfsgd {written_by} with format {version}; this mfsgd "
             f"({__version__}) reads format ≤ {FORMAT_VERSION}; upgrade mfsgd to load it")
@@ -293,78 +330,36 @@ def _check_format_version(arrays, path):
 
 
 def _check_digest(arrays, path):
-    stored = arrays.get(DIGEST_KEY)
-    if stored is None or stored.shape != () or stored.dtype.kind != "U":
-        raise ValueError(f"{path}: no {DIGEST_KEY} digest; not a file written by mfsgd")
+    stored = arrays[DIGEST_KEY]
     if str(stored) != digest(arrays):
         raise ValueError(f"{path}: the {DIGEST_KEY} digest does not match the contents; the "
                          "file was altered or damaged")
 
 
-def _check_schema(arrays, path):
-    for name, (kinds, ndim) in SCHEMA.items():
-        if name not in arrays:
-            raise ValueError(f"{path}: missing array {name!r}")
-    for name, array in arrays.items():
-        spec = SCHEMA.get(name) or OPTIONAL.get(name)
-        if spec is None:
-            raise ValueError(f"{path}: unexpected array {name!r}")
-        kinds, ndim = spec
-        if array.dtype.kind not in kinds or array.ndim != ndim:
-            raise ValueError(f"{path}: array {name!r} has dtype {array.dtype} and {array.ndim} "
-                             f"dimensions; expected kind {kinds!r} and {ndim} dimensions")
-    if ("item_titles_ids" in arrays) != ("item_titles" in arrays):
-        raise ValueError(f"{path}: item_titles_ids and item_titles must come together")
+def _native(array):
+    """`array` in native byte order (a file written on a machine of the other endianness)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
-def _model_from_arrays(arrays, cls, path):
-    params = json.loads(str(arrays["params_json"]))
-    unknown = set(params) - set(cls._param_names())
-    if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}")
-    if isinstance(params.get("dtype"), str):
-        params["dtype"] = np.dtype(params["dtype"]).type
-    model = cls(**params)
-    checked = model._checked_params()
-    factors = {name: arrays[name] for name in
-               ("user_factors", "item_factors", "user_bias", "item_bias", "user_grad_sq",
-                "item_grad_sq")}
-    dtype = np.dtype(checked["dtype"])
-    for name, array in factors.items():
-        if array.dtype != dtype:
-            raise ValueError(f"{name} has dtype {array.dtype}, the parameters say {dtype}")
-    n_users, k = factors["user_factors"].shape
-    n_items, item_k = factors["item_factors"].shape
-    if k != item_k or k < 1:
-        raise ValueError(f"user factors have k={k}, item factors k={item_k}")
-    _check_length(factors["user_bias"], n_users, "user_bias")
-    _check_length(factors["item_bias"], n_items, "item_bias")
-    adagrad = checked["schedule"] == "adagrad"
-    _check_length(factors["user_grad_sq"], n_users if adagrad else 0, "user_grad_sq")
-    _check_length(factors["item_grad_sq"], n_items if adagrad else 0, "item_grad_sq")
-    _check_length(arrays["rating_range"], 2, "rating_range")
-    user_map = _id_map(arrays, "user", n_users)
-    item_map = _id_map(arrays, "item", n_items)
-    check_seen(arrays["seen_indptr"], arrays["seen_indices"], n_users, n_items, "seen items")
-    state = json.loads(str(arrays["state_json"]))
-    history = json.loads(str(arrays["history_json"]))
-    if not isinstance(history, list):
-        raise ValueError("history_json is not a list")
-
-    for name, array in factors.items():
+def _model_from_arrays(arrays, cls):
+    contents = check_contents(arrays, cls)
+    model = cls(**contents["params"])
+    for name in ("user_factors", "item_factors", "user_bias", "item_bias", "user_grad_sq",
+                 "item_grad_sq"):
         attribute = name + "_" if not name.endswith("grad_sq") else "_" + name
-        setattr(model, attribute, _aligned_writable(array))
+        setattr(model, attribute, _aligned_writable(arrays[name]))
     model.global_mean_ = float(arrays["global_mean"])
     model.rating_range_ = tuple(float(value) for value in arrays["rating_range"])
-    model.history_ = history
-    if state.get("best_epoch") is not None:
-        model.best_epoch_ = int(state["best_epoch"])
-    model._epochs_done = int(state["epochs_done"])
-    model._rng = _generator(state["rng_state"])
-    model._user_map, model._item_map = user_map, item_map
-    model._seen_indptr = arrays["seen_indptr"].astype(np.int64, copy=False)
-    model._seen_indices = arrays["seen_indices"].astype(np.int32, copy=False)
-    model.item_titles_ = _titles(arrays)
+    model.history_ = contents["history"]
+    if contents["best_epoch"] is not None:
+        model.best_epoch_ = contents["best_epoch"]
+    model._epochs_done = contents["epochs_done"]
+    model._rng = contents["rng"]
+    model._user_map = _id_map(arrays, "user", len(arrays["user_bias"]))
+    model._item_map = _id_map(arrays, "item", len(arrays["item_bias"]))
+    model._seen_indptr = arrays["seen_indptr"]
+    model._seen_indices = arrays["seen_indices"]
+    model.item_titles_ = contents["item_titles"]
     return model
 
 
@@ -375,35 +370,7 @@ def _aligned_writable(array):
     return out
 
 
-def _check_length(array, n, name):
-    if array.shape != (n,):
-        raise ValueError(f"{name} has shape {array.shape}, expected ({n},)")
-
-
 def _id_map(arrays, kind, n_rows):
     if bool(arrays[f"{kind}_ids_identity"]):
         return IdMap(n=n_rows)
-    ids = arrays[f"{kind}_ids"]
-    _check_length(ids, n_rows, f"{kind}_ids")
-    if len(np.unique(ids)) != n_rows:
-        raise ValueError(f"{kind}_ids holds repeated ids")
-    return IdMap(ids)
-
-
-def _generator(state):
-    name = state.get("bit_generator") if isinstance(state, dict) else None
-    if name not in RNG_BIT_GENERATORS:
-        raise ValueError(f"unsupported random generator state {name!r}")
-    bit_generator = getattr(np.random, name)()
-    if name == "MT19937":
-        state["state"]["key"] = np.asarray(state["state"]["key"], dtype=np.uint32)
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
-
-
-def _titles(arrays):
-    if "item_titles" not in arrays:
-        return None
-    ids, titles = arrays["item_titles_ids"], arrays["item_titles"]
-    _check_length(titles, len(ids), "item_titles")
-    return dict(zip(ids.tolist(), titles.tolist()))
+    return IdMap(arrays[f"{kind}_ids"])

@@ -117,13 +117,23 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         Returns
         -------
         self
+
+        Raises
+        ------
+        RuntimeError
+            When this object is already being trained.
         """
+        with self._training_call("fit"):
+            return self._fit_svdpp(X, implicit, validation)
+
+    def _fit_svdpp(self, X, implicit, validation):
         params = self._checked_params()
         train = as_training_data("X", X)
         valid = None if validation is None else as_training_data("validation", validation)
         self._warn_if_no_openmp(params["n_threads"])
         rng = np.random.default_rng(self.random_state)
         self._forget_fit()
+        self._take_titles(X, replace_all=True)
         indexed = isinstance(train, IndexedRatings)
         self._user_map = IdMap(n=train.n_users) if indexed else IdMap(train.user_ids)
         self._item_map = IdMap(n=train.n_items) if indexed else IdMap(train.item_ids)

@@ -1,8 +1,13 @@
 """mfsgd.datasets: MovieLens layouts from folders and zips, titles, splits, cached downloads."""
 import hashlib
 import http.server
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -165,12 +170,22 @@ class _Server:
 
     def __init__(self):
         self.files = {}
+        self.stalled = set()             # paths answered with a few bytes, then nothing
+        self.release = threading.Event()  # ends the stalled answers
         self.requests = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests.append(self.path)
+                if self.path in server.stalled:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    self.wfile.write(b"PK\x03\x04")
+                    self.wfile.flush()
+                    server.release.wait(60)
+                    return
                 data = server.files.get(self.path)
                 if data is None:
                     self.send_error(404)
@@ -189,6 +204,7 @@ class _Server:
         self.thread.start()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -271,6 +287,39 @@ def test_pinned_checksum(tmp_path, server, monkeypatch):
     assert "pinned" in (cache / "ml-1m.zip.sha256").read_text()
 
 
+STALLED_DOWNLOAD = """
+import sys
+from pathlib import Path
+from mfsgd import _download
+_download.download(sys.argv[1], Path(sys.argv[2]), "by hand")
+"""
+
+
+def test_temporary_file_of_a_killed_download_is_removed_by_the_next_one(tmp_path, server):
+    cache = tmp_path / "cache"
+    server.stalled.add("/ml-latest.zip")
+    server.files["/ml-100k.zip"] = archive_bytes(tmp_path)
+    server.files["/ml-1m.zip"] = archive_bytes(tmp_path, "ml-1m")
+    writer = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD,
+                               server.url + "ml-latest.zip", str(cache / "ml-latest.zip")])
+    try:
+        deadline = time.monotonic() + 30
+        while not (cache.is_dir() and os.listdir(cache)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [temporary] = list(cache.iterdir())
+        assert re.fullmatch(r"\.ml-latest\.zip\.mfsgd-[0-9a-f]{12}\.part", temporary.name)
+        then = time.time() - 3600
+        os.utime(temporary, (then, then))
+        assert len(load_movielens("100k", data_home=cache, download=True)) == 5
+        assert temporary.exists()  # its writer is alive (it holds the lock): never removed
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(load_movielens("1m", data_home=cache, download=True)) == 3
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "ml-100k.zip", "ml-100k.zip.sha256", "ml-1m.zip", "ml-1m.zip.sha256"]
+
+
 def test_http_error_names_the_url(tmp_path, server):
     with pytest.raises(ConnectionError, match=r"could not download .*/ml-25m\.zip: HTTP Error 404"):
         load_movielens("25m", data_home=tmp_path / "cache", download=True)
@@ -300,3 +349,68 @@ def test_real_movielens_100k(ml100k_dir):
     assert (len(train), len(test)) == (80_000, 20_000)
     train, test = load_movielens_split(ml100k_dir, "b")
     assert len(test) == 9430
+
+
+def _zip_with(tmp_path, name, replace):
+    """A zip of a MovieLens layout with some files replaced ({file: bytes})."""
+    files = dict(LAYOUTS[name], **replace)
+    path = tmp_path / f"{name}-custom.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file, data in files.items():
+            archive.writestr(f"{name}/{file}", data)
+    return path
+
+
+def _damage_member(path, member):
+    """Overwrite bytes in the compressed data of one member of a zip archive."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    blob = bytearray(path.read_bytes())
+    name_length = int.from_bytes(blob[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_length = int.from_bytes(blob[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    blob[start + 2:start + 2 + min(12, info.compress_size - 4)] = b"\xff" * min(12, info.compress_size - 4)
+    path.write_bytes(bytes(blob))
+
+
+def test_titles_are_read_in_bounded_pieces(tmp_path, fuzz_limits):
+    # 20 MB of u.item whose lines carry a 5 KB field besides a short title: memory follows
+    # the titles kept, not the file.
+    lines = [f"{k}|Movie {k} (1999)|01-Jan-1999||http://x/{'a' * 5000}|0|1\n" for k in range(4000)]
+    path = _zip_with(tmp_path, "ml-100k", {"u.item": "".join(lines).encode("latin-1")})
+    ratings = fuzz_limits(load_movielens, path, max_bytes=6 << 20, seconds=60)
+    assert len(ratings.item_titles) == 4000 and ratings.item_titles[3999] == "Movie 3999 (1999)"
+
+
+def test_title_lines_are_bounded(tmp_path):
+    path = _zip_with(tmp_path, "ml-100k", {"u.item": b"1|Toy Story|" + b"x" * (2 << 20) + b"\n"})
+    with pytest.raises(ValueError, match=r"ml-100k-custom\.zip:ml-100k/u\.item, line 1: longer "
+                                         r"than 1,048,576 bytes"):
+        load_movielens(path)
+    path = _zip_with(tmp_path, "ml-latest-small", {"movies.csv": b'movieId,title\n1,"' + b"y" * 200_000
+                                                   + b'"\n'})
+    with pytest.raises(ValueError, match=r"movies\.csv, line 2: field larger than field limit"):
+        load_movielens(path)
+
+
+@pytest.mark.parametrize("member", ["u.data", "u.item", "u1.base"])
+def test_damaged_movielens_archives_raise_value_error(tmp_path, member):
+    big = {"u.data": b"".join(b"%d\t%d\t3\t881250949\n" % (k, k % 50) for k in range(2000)),
+           "u1.base": b"".join(b"%d\t%d\t3\t881250949\n" % (k, k % 50) for k in range(2000))}
+    path = _zip_with(tmp_path, "ml-100k", big)
+    _damage_member(path, f"ml-100k/{member}")
+    with pytest.raises(ValueError, match=r"ml-100k-custom\.zip"):
+        if member == "u1.base":
+            load_movielens_split(path, 1)
+        else:
+            load_movielens(path)
+    with pytest.raises(ValueError, match=r"ml-100k-custom\.zip is not a readable zip archive"):
+        datasets._check_archive(path)  # what a download is checked with
+
+
+def test_title_ids_as_ratings_ids(tmp_path):
+    item = "1|One\n²|Squared\n" + "9" * 5000 + "|Long\n007|Seven\n"
+    path = _zip_with(tmp_path, "ml-100k", {"u.item": item.encode("latin-1")})
+    titles = load_movielens(path).item_titles
+    assert titles[1] == "One" and titles["²"] == "Squared" and titles[7] == "Seven"
+    assert titles["9" * 5000] == "Long"

@@ -1,5 +1,6 @@
 """mfsgd.read_ratings: separators, headers, ids, compression, encodings, errors with line numbers."""
 import gzip
+import io
 import random
 import re
 import sys
@@ -72,7 +73,11 @@ def test_uninferable_separator(tmp_path):
     with pytest.raises(ValueError, match=r"cannot infer the field separator of .*r\.txt.*sep="):
         read_ratings(write(tmp_path, "abc\ndef\n"))
     with pytest.raises(ValueError, match=r"line 1: expected 3 fields separated by '\\\\s\+'"):
-        read_ratings(write(tmp_path, "a b\nc d\n"))
+        read_ratings(write(tmp_path, "a b\nc d\n"), columns=("user", "item", "rating"),
+                     header=False)
+    with pytest.raises(ValueError, match=r"cannot infer the columns of .*r\.txt: its first line "
+                                         r"has 2 fields separated by '\\\\s\+'.*columns=.*sep="):
+        read_ratings(write(tmp_path, "1 2\n3 4\n"))
 
 
 def test_header_inferred(tmp_path):
@@ -297,8 +302,10 @@ def test_argument_checks(tmp_path):
         read_ratings(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match=r"columns must name 'user', 'item' and 'rating'; \['rating'\]"):
         read_ratings(path, columns=("user", "item", None))
-    with pytest.raises(ValueError, match=r"columns: 'score' is not one of"):
-        read_ratings(path, columns=("user", "item", "score"))
+    with pytest.raises(ValueError, match=r"columns: 'stars' is not one of"):
+        read_ratings(path, columns=("user", "item", "stars"))
+    with pytest.raises(TypeError, match=r"columns entries must be str or None, got 3"):
+        read_ratings(path, columns=("user", "item", 3))
     with pytest.raises(ValueError, match=r"columns names 'user' more than once"):
         read_ratings(path, columns=("user", "user", "item", "rating"))
     with pytest.raises(TypeError, match="columns must be a sequence"):
@@ -499,3 +506,310 @@ def test_bench_io_script_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| 3 columns, tab |" in done.stdout and "Ratings.from_arrays" in done.stdout
     assert list(tmp_path.iterdir()) == []  # temporary files removed
+
+
+# --- columns from the header's names or the field count (issue 9) ----------------------------
+
+MOVIELENS_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964981247\n" \
+                "5,10,0.5,847434962\n"
+
+
+def test_movielens_ratings_csv_reads_with_defaults(tmp_path):
+    ratings = read_ratings(write(tmp_path, MOVIELENS_CSV, name="ratings.csv"))
+    assert_same(ratings, Ratings.from_arrays([1, 1, 5], [10, 20, 10], [4, 3.5, 0.5],
+                                             [964982703, 964981247, 847434962]))
+
+
+def test_four_fields_without_header_hold_a_timestamp(tmp_path):
+    ratings = read_ratings(write(tmp_path, "196\t242\t3\t881250949\n186\t302\t3\t891717742\n"))
+    assert ratings.timestamps.tolist() == [891717742, 881250949]
+    three = read_ratings(write(tmp_path, "196\t242\t3\n186\t302\t3\n"))
+    assert three.timestamps is None and len(three) == 2
+
+
+@pytest.mark.parametrize("header, expect_stamps", [
+    ("movieId;rating;userId;tag", False),             # any order; unnamed fields are skipped
+    ("ITEM_ID;Score;USER;ts", True),                   # aliases, case-insensitive
+    (" movieid ; rating ; uid ; time ", True),         # spaces around names
+])
+def test_columns_from_header_names(tmp_path, header, expect_stamps):
+    text = header + "\n10;4;1;100\n20;3.5;1;200\n10;0.5;5;300\n"
+    ratings = read_ratings(write(tmp_path, text))
+    assert_same(Ratings(ratings.indptr, ratings.indices, ratings.data, ratings.user_ids,
+                        ratings.item_ids), Ratings.from_arrays([1, 1, 5], [10, 20, 10], [4, 3.5, 0.5]))
+    assert (ratings.timestamps is not None) == expect_stamps
+
+
+def test_header_naming_some_columns_must_agree_with_the_field_count(tmp_path):
+    ratings = read_ratings(write(tmp_path, "user,movie,rating\n1,2,3\n"))  # positional, agrees
+    assert ratings.user_ids.tolist() == [1] and ratings.item_ids.tolist() == [2]
+    with pytest.raises(ValueError, match=r"cannot infer the columns of .*r\.txt: its header "
+                                         r"\['movie', 'user', 'rating'\] names user in field 2.*columns="):
+        read_ratings(write(tmp_path, "movie,user,rating\n1,2,3\n"))
+
+
+def test_column_inference_errors_say_what_was_seen_and_what_fixes_it(tmp_path):
+    with pytest.raises(ValueError, match=r"r\.txt: its first line has 5 fields separated by ','.*"
+                                         r"columns=\('user', 'item', 'rating', 'timestamp', None\)"
+                                         r".*sep="):
+        read_ratings(write(tmp_path, "1,2,3,4,5\n"))
+    with pytest.raises(ValueError, match=r"its header \['a', 'b', 'c', 'd', 'e'\] separated by "
+                                         r"',' and does not name the user, item and rating"):
+        read_ratings(write(tmp_path, "a,b,c,d,e\n1,2,3,4,5\n"))
+    with pytest.raises(ValueError, match=r"names the user column more than once \(fields 1, 2\)"):
+        read_ratings(write(tmp_path, "user,userId,item,rating\n1,2,3,4\n"))
+    with pytest.raises(ValueError, match=r"line 2: timestamp 'good' is not an integer \(columns "
+                                         r"inferred as \('user', 'item', 'rating', 'timestamp'\) "
+                                         r"from the number of fields; pass columns=\)"):
+        read_ratings(write(tmp_path, "1,2,3,100\n1,3,3,good\n"))
+
+
+@pytest.mark.parametrize("skip", [None, "-", "", "_"])
+def test_columns_may_name_header_fields(tmp_path, skip):
+    path = write(tmp_path, MOVIELENS_CSV)
+    ratings = read_ratings(path, columns=("userId", "movieId", "rating", skip))
+    assert ratings.timestamps is None and ratings.user_ids.tolist() == [1, 5]
+    mixed = read_ratings(path, columns=("user", "movieId", "score", "time"))  # roles and names
+    assert mixed.timestamps is not None and len(mixed) == 3
+    same = read_ratings(path, columns=("user_id", "movieId", "rating", "timestamp"))  # same role
+    assert_same(same, mixed)
+
+
+def test_header_names_in_columns_must_match_the_header(tmp_path):
+    path = write(tmp_path, MOVIELENS_CSV)
+    with pytest.raises(ValueError, match=r"r\.txt: columns names field 1 'movieId', but the header "
+                                         r"has 'userId' there"):
+        read_ratings(path, columns=("movieId", "userId", "rating", None))
+    # Without a header, names are only other spellings of the roles.
+    text = MOVIELENS_CSV.split("\n", 1)[1]
+    ratings = read_ratings(write(tmp_path, text), columns=("movieId", "userId", "rating", None))
+    assert ratings.user_ids.tolist() == [10, 20]
+
+
+def test_role_tuples_read_as_before(tmp_path):
+    text = "u i r t\n1 10 4 100\n2 10 3 200\n"
+    ratings = read_ratings(write(tmp_path, text), columns=("user", "item", "rating", "timestamp"))
+    assert ratings.timestamps.tolist() == [100, 200]
+    ratings = read_ratings(write(tmp_path, text), columns=("rating", None, "item", "user"),
+                           header=True)
+    assert ratings.user_ids.tolist() == [100, 200] and ratings.data.tolist() == [1, 2]
+
+
+# --- no data lost before the first complete line (issue 10, item 1) ---------------------------
+
+def _numbered_lines(n, sep="\t"):
+    return "".join(f"{k}{sep}{k % 97}{sep}{k % 5 + 1}\n" for k in range(n))
+
+
+def test_more_blank_lines_than_the_sample_come_first(tmp_path, monkeypatch):
+    # 70,000 blank lines (> the 64 KiB sample), then ratings: nothing may be skipped.
+    path = write(tmp_path, "\n" * 70_000 + _numbered_lines(2000))
+    assert len(read_ratings(path)) == 2000
+    monkeypatch.setattr(mio, "BLOCK_BYTES", 100_000)  # the ratings start inside block one
+    assert len(read_ratings(path)) == 2000
+    with pytest.raises(ValueError, match=r"r\.txt, line 70004: rating 'x'"):
+        read_ratings(write(tmp_path, "\n" * 70_000 + _numbered_lines(3) + "1\t2\tx\n"))
+
+
+@pytest.mark.parametrize("block", [4 << 20, 50_000])
+def test_first_line_longer_than_the_sample(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(mio, "BLOCK_BYTES", block)
+    first = "-1\t-1\t3." + "0" * 70_000 + "\n"  # a 70 KB first line
+    ratings = read_ratings(write(tmp_path, first + _numbered_lines(5000)))
+    assert len(ratings) == 5001 and ratings.user_ids[0] == -1
+    skipped = "-1\t-1\t3\t" + "x" * 70_000 + "\n" + _numbered_lines(5000).replace("\n", "\tx\n")
+    ratings = read_ratings(write(tmp_path, skipped), columns=("user", "item", "rating", None))
+    assert len(ratings) == 5001
+
+
+def test_line_length_is_bounded(tmp_path, monkeypatch):
+    limit = mio.MAX_LINE_BYTES
+    exact = "1,2," + "0" * (limit - 6) + "3\r\n"  # the line break does not count
+    assert len(exact) - 2 == limit - 1
+    assert read_ratings(write(tmp_path, exact + "2,2,4\n")).data.tolist() == [3, 4]
+    long_line = "1,2," + "0" * (limit - 4) + "3\n"
+    with pytest.raises(ValueError, match=r"r\.txt, line 3: longer than 1,048,576 bytes"):
+        read_ratings(write(tmp_path, "1,1,1\n\n" + long_line + "2,2,2\n"))
+    # 3 MB without a line break: a clear error after reading just past the limit.
+    with pytest.raises(ValueError, match=r"r\.txt, line 1: longer than 1,048,576 bytes"):
+        read_ratings(write(tmp_path, "1" * (3 << 20)))
+
+
+@pytest.mark.parametrize("block", [7, 16, 33, 1000])
+def test_line_chunks_against_python(block):
+    """LineChunks yields exactly the lines Python finds (CR, CRLF split across reads, a last
+    line without a break), whatever the block size, and bounds lines exactly."""
+    from mfsgd._textsource import LineChunks
+
+    rng = random.Random(block)
+    for _ in range(200):
+        parts = [rng.choice([b"a", b"bb", b"\r", b"\n", b"\r\n", b"cccc", b" ", b"\xef\xbb\xbf"])
+                 for _ in range(rng.randint(0, 30))]
+        data = b"".join(parts)
+        limit = rng.randint(1, 12)
+        text = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+        expected = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = expected.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        too_long = next((k + 1 for k, line in enumerate(lines) if len(line) > limit), None)
+        chunks = LineChunks(io.BytesIO(data), "f", block, limit, bom=b"\xef\xbb\xbf")
+        if too_long is None:
+            got = b"".join(chunks)
+            assert got == b"".join(line + b"\n" for line in lines), data
+            assert chunks.lines == len(lines) and chunks.bytes_read == len(data)
+        else:
+            with pytest.raises(ValueError, match=rf"f, line {too_long}: longer than {limit:,} bytes"):
+                list(chunks)
+
+
+# --- values never change quietly (issue 10, item 2) -------------------------------------------
+
+def test_rating_beyond_float32_names_its_line(tmp_path):
+    with pytest.raises(ValueError, match=r"r\.txt, line 2: rating 1e\+39 is beyond the float32 "
+                                         r"range"):
+        read_ratings(write(tmp_path, "1,2,3\n1,3,1e39\n"))
+    with pytest.raises(ValueError, match=r"line 3: rating -3\.5e\+38 is beyond the float32"):
+        read_ratings(write(tmp_path, "1,2,3\n1,3,3e38\n1,4,-3.5e38\n"))
+
+
+@pytest.mark.parametrize("first", ["1,2,", "1,2,x", "1,2, ", "a,b,", "alice,time,"])
+def test_a_first_line_with_a_bad_rating_is_an_error_not_a_header(tmp_path, first):
+    path = write(tmp_path, first + "\n1,3,4\n")
+    with pytest.raises(ValueError, match=r"r\.txt, line 1: rating '.*' is not a number \(if line "
+                                         r"1 is a header, pass header=True\)"):
+        read_ratings(path)
+    assert len(read_ratings(path, header=True, columns=("user", "item", "rating"))) == 1
+
+
+def test_header_rule(tmp_path):
+    """header="infer": a header names user, item and rating, or has no empty or numeric field."""
+    for header in ["u,i,r", "alice,m1,x", ",userId,movieId,rating", "user,item,nan_count"]:
+        text = header + "\n" + ("0," if header.startswith(",") else "") + "1,2,3\n"
+        assert len(read_ratings(write(tmp_path, text))) == 1, header
+    assert len(read_ratings(write(tmp_path, "u,i,3\n1,2,3\n"))) == 2  # a number: data
+    for first in ["u,,r", "u,i,inf", "nan,i,r", "user,time,"]:
+        with pytest.raises(ValueError, match=r"line 1: "):
+            read_ratings(write(tmp_path, first + "\n1,2,3\n"))
+
+
+def test_nul_bytes_are_errors(tmp_path):
+    for text in [b"a\0,2,3\na,3,4\n", b"1,2,3\n12\0,2,3\n12,3,4\n", b"1,2,3\n\0\n"]:
+        line = text[:text.index(b"\0")].count(b"\n") + 1
+        with pytest.raises(ValueError, match=rf"r\.txt, line {line}: holds a NUL byte"):
+            read_ratings(write(tmp_path, text))
+
+
+def test_underscores_are_not_digits(tmp_path):
+    with pytest.raises(ValueError, match=r"line 2: rating '4_5' is not a number"):
+        read_ratings(write(tmp_path, "1,2,3\n1,3,4_5\n"))
+    with pytest.raises(ValueError, match=r"line 2: timestamp '1_0' is not an integer"):
+        read_ratings(write(tmp_path, "1,2,3,10\n1,3,4,1_0\n"))
+    ratings = read_ratings(write(tmp_path, "1_000,2,4\n1000,3,4\n"))
+    assert ratings.user_ids.tolist() == ["1000", "1_000"]
+
+
+@pytest.mark.parametrize("stamp", ["1e300", "9223372036854775808", "-9223372036854775809",
+                                   "1e3", "inf"])
+def test_timestamps_outside_int64_name_their_line(tmp_path, stamp):
+    columns = ("user", "item", "rating", "timestamp")
+    with pytest.raises(ValueError, match=rf"r\.txt, line 2: timestamp '{re.escape(stamp)}' is "
+                                         rf"(not an integer|beyond the 64-bit integer range)"):
+        read_ratings(write(tmp_path, f"1,2,3,10\n1,3,4,{stamp}\n"), columns=columns)
+    edge = read_ratings(write(tmp_path, "1,2,3,9223372036854775807\n1,3,4,-9223372036854775808\n"),
+                        columns=columns)
+    assert edge.timestamps.tolist() == [2**63 - 1, -2**63]
+
+
+def test_fields_longer_than_the_fast_paths(tmp_path):
+    zeros = "0" * 100
+    text = f"{zeros}7 , {zeros}3 ,{zeros}3.5,  {zeros}42\n8,3,+{zeros}1e0,-{zeros}1\n"
+    ratings = read_ratings(write(tmp_path, text))
+    assert ratings.user_ids.tolist() == [7, 8] and ratings.item_ids.tolist() == [3]
+    assert ratings.data.tolist() == [3.5, 1] and sorted(ratings.timestamps.tolist()) == [-1, 42]
+    with pytest.raises(ValueError, match=r"line 2: rating '\+0000.*\(1\d\d characters\) is not a number"):
+        read_ratings(write(tmp_path, text.replace("1e0", "1_0")))
+
+
+# --- damaged archives (issue 10, item 4) -----------------------------------------------------
+
+def _zip_bytes(data, compression=zipfile.ZIP_DEFLATED, name="r.csv"):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compression) as archive:
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _patch_zip(blob, compress_type=None, flag=None, file_size=None):
+    """Rewrite the local and central headers of a one-member zip archive."""
+    blob = bytearray(blob)
+    local, central = 0, blob.rindex(b"PK\x01\x02")
+    for header, flag_at, type_at, size_at in ((local, 6, 8, 22), (central, 8, 10, 24)):
+        if flag is not None:
+            blob[header + flag_at:header + flag_at + 2] = flag.to_bytes(2, "little")
+        if compress_type is not None:
+            blob[header + type_at:header + type_at + 2] = compress_type.to_bytes(2, "little")
+        if file_size is not None:
+            blob[header + size_at:header + size_at + 4] = file_size.to_bytes(4, "little")
+    return bytes(blob)
+
+
+def damaged_archives():
+    data = _numbered_lines(3000, ",").encode()
+    gz = gzip.compress(data)
+    deflated = _zip_bytes(data)
+    bad_deflate = bytearray(deflated)
+    bad_deflate[60:80] = b"\xff" * 20
+    return {
+        "truncated gzip": gz[:len(gz) // 2],
+        "gzip with a wrong length": gz[:-4] + (len(data) + 1).to_bytes(4, "little"),
+        "gzip with a wrong CRC": gz[:-8] + b"\0\0\0\0" + gz[-4:],
+        "corrupt gzip data": gz[:20] + b"\xff" * 40 + gz[60:],
+        "gzip then garbage": gz + b"garbage!",
+        "truncated zip": deflated[:len(deflated) // 2],
+        "zip with corrupt data": bytes(bad_deflate),
+        "zip with a wrong CRC": _zip_bytes(data, zipfile.ZIP_STORED).replace(
+            zipfile.ZipFile(io.BytesIO(deflated)).getinfo("r.csv").CRC.to_bytes(4, "little"),
+            b"\0\0\0\0"),
+        "zip with an unsupported compression": _patch_zip(deflated, compress_type=99),
+        "encrypted zip": _patch_zip(deflated, flag=1),
+        "zip declaring 4 GB": _patch_zip(deflated, file_size=4_000_000_000),
+        "stored zip declaring 4 GB": _patch_zip(_zip_bytes(data, zipfile.ZIP_STORED),
+                                                file_size=4_000_000_000),
+        "gzip declaring 4 GB": gz[:-4] + (4_000_000_000).to_bytes(4, "little"),
+    }
+
+
+@pytest.mark.parametrize("case", list(damaged_archives()))
+def test_damaged_archives_raise_value_error_naming_the_file(tmp_path, case, fuzz_limits):
+    path = write(tmp_path, damaged_archives()[case], name="damaged.bin")
+    with pytest.raises(ValueError, match=r"damaged\.bin"):
+        # Declared sizes are never trusted for allocation: a few MB at most.
+        fuzz_limits(read_ratings, path, max_bytes=8 << 20, seconds=20)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_declared_sizes_are_only_hints(tmp_path, compression, fuzz_limits):
+    """A member declaring 4 GB whose data is intact is read, allocating in proportion to the
+    rows read (the decompressor's own state, up to 8 MiB for LZMA, comes on top)."""
+    data = _numbered_lines(20_000, ",").encode()
+    path = write(tmp_path, _patch_zip(_zip_bytes(data, compression), file_size=4_000_000_000),
+                 name="big.zip")
+    ratings = fuzz_limits(read_ratings, path, max_bytes=40 * len(data) + (16 << 20), seconds=20)
+    assert len(ratings) == 20_000
+
+
+# --- memory in proportion to the input (issue 10, item 5) -------------------------------------
+
+def test_one_long_string_id_does_not_widen_every_row(tmp_path, fuzz_limits):
+    # 1.6 MB with one 100 KB id: the fixed-width id array would need 60 GB; refused at once.
+    text = "".join(f"u{k},i{k % 100},3\n" for k in range(120_000)) + "x" * 100_000 + ",i1,4\n"
+    path = write(tmp_path, text)
+    assert 1.5e6 < len(text) < 1.7e6
+    with pytest.raises(ValueError, match=r"r\.txt, line 120001: this user id is 100,000 bytes long"
+                                         r".*more than 32 times the file's size"):
+        fuzz_limits(read_ratings, path, max_bytes=100 << 20, seconds=60)
+    # A long id that keeps the array within bounds is read as it is.
+    text = "".join(f"u{k},i{k % 100},3\n" for k in range(1000)) + "y" * 300 + ",i1,4\n"
+    ratings = read_ratings(write(tmp_path, text))
+    assert "y" * 300 in ratings.user_ids and len(ratings) == 1001

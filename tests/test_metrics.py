@@ -148,6 +148,25 @@ def test_metrics_from_a_model(toy_model):
     assert ndcg_at_k(model, test, k=2, users=["u"], exclude=train) == pytest.approx(1.0)
 
 
+def test_rmse_and_mae_of_a_model_on_ratings(toy_model):
+    """Issue 9: rmse and mae also take (model, ratings), like the ranking metrics."""
+    from mfsgd.model_selection import GridSearchCV
+    model, train = toy_model
+    test = mfsgd.Ratings.from_arrays(["u", "v", "w"], ["i1", "i2", "i0"], [5, 1, 3])
+    users, items, values = test.to_arrays()
+    predicted = model.predict(users, items)
+    assert rmse(model, test) == pytest.approx(rmse(values, predicted), rel=1e-12)
+    assert mae(model, test) == pytest.approx(mae(values, predicted), rel=1e-12)
+    assert rmse(y_true=values, y_pred=predicted) == rmse(values, predicted)
+    assert rmse(model, test) == model.score(test) and mae(model, test) == model.score(test, "mae")
+    search = GridSearchCV(mfsgd.MatrixFactorization(n_factors=1, n_epochs=2, random_state=0),
+                          {"learning_rate": [0.01]}, cv=2).fit(train)
+    assert rmse(search, test) == search.best_estimator_.score(test)
+    assert mae(search, test) == search.best_estimator_.score(test, metric="mae")
+    with pytest.raises(mfsgd.NotFittedError):
+        rmse(mfsgd.MatrixFactorization(), test)
+
+
 def test_top_k_items_checks_arguments(toy_model):
     model, _ = toy_model
     with pytest.raises(TypeError, match="model must be a fitted"):

@@ -149,6 +149,70 @@ def test_get_set_params_and_repr():
     assert clone.get_params() == model.get_params() and clone is not model
 
 
+def test_score_takes_rmse_or_mae(synthetic):
+    train, test = synthetic
+    model = small_model().fit(train)
+    errors = model.predict(test[0], test[1]) - test[2]
+    assert model.score(test) == pytest.approx(np.sqrt(np.mean(errors ** 2)), rel=1e-12)
+    assert model.score(test, metric="rmse") == model.score(test)
+    assert model.score(test, metric="mae") == pytest.approx(np.mean(np.abs(errors)), rel=1e-12)
+    for bad in ("r2", "RMSE", None):
+        with pytest.raises(ValueError, match=r"metric must be one of \['mae', 'rmse'\], got"):
+            model.score(test, metric=bad)
+    with pytest.raises(NotFittedError):
+        small_model().score(test, metric="mae")
+
+
+def titled(ratings, titles):
+    return mfsgd.Ratings(ratings.indptr, ratings.indices, ratings.data, ratings.user_ids,
+                         ratings.item_ids, item_titles=titles)
+
+
+def test_fit_keeps_the_item_titles_of_its_data_and_saves_them(tmp_path):
+    """Issue 9: after fit on a Ratings with titles (load_movielens gives them), item_titles_
+    is set, and save/load keep it."""
+    users, items, ratings = make_synthetic(50, 30, 600, random_state=2)
+    data = titled(mfsgd.Ratings.from_arrays(users, items, ratings),
+                  {int(i): f"Film {i} (1995)" for i in range(30)})
+    model = small_model(n_epochs=2).fit(data)
+    assert model.item_titles_ == {i: f"Film {i} (1995)" for i in range(30)}
+    model.save(tmp_path / "model.npz")
+    assert MatrixFactorization.load(tmp_path / "model.npz").item_titles_ == model.item_titles_
+    more = titled(mfsgd.Ratings.from_arrays([7, 7], [30, 31], [4.0, 2.0]), {30: "Film 30"})
+    model.partial_fit(more)
+    assert model.item_titles_[30] == "Film 30" and model.item_titles_[0] == "Film 0 (1995)"
+    model.fit((users, items, ratings))            # data without titles: none kept from data
+    assert model.item_titles_ is None
+    model.item_titles_ = {0: "set by hand"}
+    model.fit((users, items, ratings))            # one set by hand stays
+    assert model.item_titles_ == {0: "set by hand"}
+    assert small_model(n_epochs=1).fit((users, items, ratings)).item_titles_ is None
+
+
+def test_fit_on_movielens_sets_item_titles(ml100k_dir, tmp_path):
+    data = mfsgd.load_movielens(ml100k_dir)
+    model = MatrixFactorization(n_factors=8, n_epochs=1, random_state=0, n_threads=1).fit(data)
+    assert model.item_titles_[1] == "Toy Story (1995)" and len(model.item_titles_) == 1682
+    model.save(tmp_path / "ml.npz")
+    assert MatrixFactorization.load(tmp_path / "ml.npz").item_titles_ == model.item_titles_
+
+
+def test_nested_parameters_by_double_underscore():
+    from mfsgd.model_selection import GridSearchCV
+    search = GridSearchCV(MatrixFactorization(n_factors=7), {"learning_rate": [0.01]})
+    deep = search.get_params()
+    assert deep["model__n_factors"] == 7 and "model__n_factors" not in search.get_params(False)
+    search.set_params(model__n_factors=9, cv=3)
+    assert search.model.n_factors == 9 and search.cv == 3
+    with pytest.raises(ValueError, match="invalid parameter 'n_factor' for MatrixFactorization"):
+        search.set_params(model__n_factor=3)
+    with pytest.raises(ValueError, match="cv holds 3, which has no parameters"):
+        search.set_params(cv__n_splits=3)
+    copy = mfsgd.clone(search)
+    assert copy.model is not search.model and copy.model.n_factors == 9
+    assert "model__n_factors" not in repr(search)
+
+
 def test_verbose_prints_one_line_per_epoch(synthetic, capsys):
     small_model(n_epochs=3, verbose=True).fit(synthetic[0], validation=synthetic[1])
     lines = capsys.readouterr().out.strip().splitlines()

@@ -323,6 +323,146 @@ def test_grid_search_verbose_prints_one_line_per_candidate(synthetic, capsys):
     assert "n_factors=2:" in "".join(lines) and "rmse" in lines[0]
 
 
+@pytest.mark.parametrize("kind", ["RandomizedSearchCV", "GridSearchCV", "cross_validate"])
+def test_verbose_lines_logging_and_progress_bar_do_not_garble(synthetic, monkeypatch, kind):
+    """Issue 9: with tqdm, verbose searches printed the fold fits' own epoch tables and bars
+    and the log records over the progress bar.  Now every piece of output on a shared
+    terminal is a whole bar frame or a whole line."""
+    pytest.importorskip("tqdm")
+    import io
+    import logging
+    import re
+    import sys
+    screen = io.StringIO()                       # stdout and stderr on one terminal
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    handler = logging.StreamHandler(screen)
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    model = fast_model(verbose=True, show_progress=True)
+    try:
+        if kind == "RandomizedSearchCV":
+            RandomizedSearchCV(model, {"learning_rate": scipy.stats.loguniform(1e-3, 1e-1)},
+                               n_iter=3, cv=2, n_jobs=2, verbose=1, refit=False,
+                               random_state=0).fit(synthetic)
+        elif kind == "GridSearchCV":
+            GridSearchCV(model, {"n_factors": [2, 3, 4]}, cv=2, n_jobs=2, verbose=2,
+                         refit=False).fit(synthetic)
+        else:
+            cross_validate(model, synthetic, cv=3, n_jobs=2, verbose=1)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    segments = [part for part in re.split(r"[\r\n]", screen.getvalue()) if part.strip()]
+    frame = re.compile(rf"{kind}: +\d+%\|[^|]*\| \d+/\d+ \[[^\]]*\]")
+    line = re.compile(rf"(LOG )?\[{kind}\] [^%|\[\]]+ (s|s\))")
+    epoch_log = re.compile(r"LOG +\d+ +[\d.]+ +[\d.e+]+ +[\d.]+")
+    for part in segments:
+        assert frame.fullmatch(part) or line.fullmatch(part) or epoch_log.fullmatch(part), part
+    lines = [part for part in segments if part.startswith(f"[{kind}]")]
+    assert len(lines) == {"RandomizedSearchCV": 3, "GridSearchCV": 9, "cross_validate": 3}[kind]
+    assert any(frame.fullmatch(part) for part in segments)
+    assert screen.getvalue().endswith("\n")
+
+
+def test_fold_fits_restore_the_models_own_output_settings(synthetic, capsys):
+    result = cross_validate(fast_model(verbose=True), synthetic, cv=2, return_estimator=True)
+    assert [m.verbose for m in result["estimator"]] == [True, True]
+    assert "train_rmse" not in capsys.readouterr().out
+
+
+def test_cv_accepts_position_pairs_and_position_splitters(synthetic):
+    """Index arrays (as scikit-learn's splitters yield) are positions into the CSR order."""
+    mfsgd_folds = list(KFold(3, random_state=4).split_positions(synthetic))
+    expected = cross_validate(fast_model(), synthetic, cv=KFold(3, random_state=4))
+
+    class PositionKFold:
+        def get_n_splits(self, ratings=None):
+            return 3
+
+        def split(self, ratings):
+            yield from KFold(3, random_state=4).split_positions(ratings)
+
+    for cv in (mfsgd_folds, PositionKFold(),
+               [(np.isin(np.arange(len(synthetic)), train), test) for train, test in mfsgd_folds]):
+        result = cross_validate(fast_model(), synthetic, cv=cv)
+        np.testing.assert_array_equal(result["test_rmse"], expected["test_rmse"])
+    search = GridSearchCV(fast_model(), {"n_factors": [2, 3]}, cv=PositionKFold()).fit(synthetic)
+    assert search.n_splits_ == 3
+
+
+@pytest.mark.parametrize("pair, error, message", [
+    ((np.array([0, 1, 1]), np.array([2])), ValueError, "names a rating more than once"),
+    ((np.array([0, 1]), np.array([10**9])), ValueError, "position 1000000000, outside"),
+    ((np.array([0, 1]), np.array([-1])), ValueError, "position -1, outside"),
+    ((np.array([0.0, 1.0]), np.array([2])), TypeError, "must be rating positions"),
+    ((np.array([0, 1]), np.array([], dtype=int)), ValueError, "cv fold 0 test .* is empty"),
+])
+def test_bad_position_folds_are_refused(synthetic, pair, error, message):
+    with pytest.raises(error, match=message):
+        cross_validate(fast_model(), synthetic, cv=[pair])
+
+
+def test_position_pairs_need_the_ratings():
+    with pytest.raises(TypeError, match="no ratings to take positions from"):
+        cross_validate(fast_model(), None, cv=[(np.array([0]), np.array([1]))])
+
+
+def test_a_search_object_fits_in_one_thread_at_a_time(synthetic):
+    import threading
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(record, model):
+        inside.set()
+        release.wait(60)
+
+    search = GridSearchCV(fast_model(n_epochs=1, callbacks=[hold]), {"n_factors": [2]}, cv=2,
+                          refit=False)
+    worker = threading.Thread(target=lambda: search.fit(synthetic))
+    worker.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(RuntimeError, match="GridSearchCV object is already training"):
+            search.fit(synthetic)
+    finally:
+        release.set()
+        worker.join(60)
+    assert search.n_splits_ == 2
+
+
+def test_ctrl_c_stops_the_fits_running_in_worker_threads():
+    """A KeyboardInterrupt in the calling thread used to wait for every running fold fit to
+    finish; now they stop at their next sub-epoch."""
+    import os
+    import signal
+    import threading
+    import time
+    rng = np.random.default_rng(0)
+    keys = np.unique(rng.integers(0, 5000 * 1000, size=200_000))
+    data = mfsgd.Ratings.from_arrays(keys // 1000, keys % 1000,
+                                     rng.integers(1, 6, len(keys)).astype(float))
+    sent = []
+
+    def interrupt():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(0.5, interrupt)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cross_validate(fast_model(n_factors=16, n_epochs=2000), data, cv=2, n_jobs=2)
+        returned = time.perf_counter()
+    finally:
+        timer.cancel()
+    assert sent and returned - sent[0] < 3.0, returned - sent[0]     # 2000 epochs: > 10 s
+    workers = [t.name for t in threading.enumerate() if t.name.startswith("mfsgd-cv")]
+    assert not workers, workers
+
+
 def test_cv_results_is_a_dict_without_pandas(synthetic, monkeypatch):
     import builtins
     real_import = builtins.__import__

@@ -195,3 +195,231 @@ def test_show_progress_with_tqdm(data, capsys):
 def test_bad_training_parameters(data, params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         model(**params).fit(data[0])
+
+
+# ---------------------------------------------------------------- Ctrl-C and concurrent fits
+def history_without_seconds(fitted):
+    return [{key: value for key, value in record.items() if key != "seconds"}
+            for record in fitted.history_]
+
+
+def assert_same_model(a, b):
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert history_without_seconds(a) == history_without_seconds(b)
+
+
+def interrupt_on_kernel_calls(monkeypatch, calls):
+    """Deliver a real SIGINT to this process during the given (1-based) kernel calls, with one
+    sub-epoch per call."""
+    import signal
+    from mfsgd import _sgd, model as model_module
+    monkeypatch.setattr(model_module, "CHECK_SECONDS", 0.0)
+    count, real_kernel = [0], _sgd.sgd_epoch
+
+    def kernel(*args, **kwargs):
+        count[0] += 1
+        if count[0] in calls:
+            signal.raise_signal(signal.SIGINT)     # lands while the kernel call runs
+        return real_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(model_module._sgd, "sgd_epoch", kernel)
+    return count
+
+
+@pytest.mark.parametrize("params", [
+    {"n_blocks": 4},
+    {"n_blocks": 4, "learning_rate_schedule": "adagrad", "dtype": np.float64},
+    {"n_blocks": 2, "learning_rate_schedule": "inverse", "n_factors": 5, "n_threads": 2},
+    {"n_blocks": 3, "non_negative": True, "biased": False},
+], ids=["constant", "adagrad-float64", "inverse-padded", "non_negative"])
+def test_interrupted_fit_keeps_a_consistent_model_that_continues_exactly(data, monkeypatch,
+                                                                         params):
+    """Issue 10: Ctrl-C inside an epoch used to keep that epoch's factors without its history_
+    entry, so partial_fit was no longer exact.  SIGINT now lands between sub-epochs; the model
+    keeps its complete epochs (history_) and the finished sub-epochs, and partial_fit completes
+    the epoch first: fit(10) = fit(10) interrupted twice + partial_fit to 10 epochs."""
+    import signal
+    train, valid = data
+    whole = model(n_epochs=10, **params).fit(train, validation=valid)
+    blocks = params["n_blocks"]
+    calls = interrupt_on_kernel_calls(monkeypatch, {blocks * 2 + 1, blocks * 5 + 1})
+    fitted = model(n_epochs=10, **params)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.fit(train, validation=valid)
+    assert calls[0] == blocks * 2 + 1                          # stopped at once, mid-epoch 3
+    assert [r["epoch"] for r in fitted.history_] == [1, 2]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert np.isfinite(fitted.predict(train[0][:50], train[1][:50])).all()
+    with pytest.raises(KeyboardInterrupt):                     # interrupted again, epoch 6
+        fitted.partial_fit(train, n_epochs=8, validation=valid)
+    assert [r["epoch"] for r in fitted.history_] == [1, 2, 3, 4, 5]
+    fitted.partial_fit(train, n_epochs=5, validation=valid)
+    assert_same_model(fitted, whole)
+
+
+@pytest.mark.parametrize("n_blocks", [3, 8])
+def test_sub_epochs_per_kernel_call_do_not_change_the_model(data, monkeypatch, n_blocks):
+    """The kernel runs consecutive sub-epochs in one call or in several (between which Ctrl-C
+    is checked) with the same result."""
+    from mfsgd import model as model_module
+    fits = []
+    for check_seconds in (0.0, 1e-6, 1e9):
+        monkeypatch.setattr(model_module, "CHECK_SECONDS", check_seconds)
+        fits.append(model(n_epochs=3, n_blocks=n_blocks, learning_rate_schedule="adagrad")
+                    .fit(data[0], validation=data[1]))
+    for other in fits[1:]:
+        assert_same_model(other, fits[0])
+
+
+def test_interrupted_fit_pickles_saves_and_partial_fit_zero_epochs_keeps_the_partial_epoch(
+        data, monkeypatch, tmp_path):
+    import pickle
+    whole = model(n_epochs=4, n_blocks=2).fit(data[0])
+    interrupt_on_kernel_calls(monkeypatch, {5})
+    fitted = model(n_epochs=4, n_blocks=2)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.fit(data[0])
+    fitted.partial_fit(data[0], n_epochs=0)
+    fitted.save(tmp_path / "interrupted.npz")            # saved as it is, without the partial
+    loaded = MatrixFactorization.load(tmp_path / "interrupted.npz")
+    assert np.array_equal(loaded.user_factors_, fitted.user_factors_)
+    assert history_without_seconds(loaded) == history_without_seconds(fitted)
+    assert len(loaded.partial_fit(data[0], n_epochs=1).history_) == 3
+    copy = pickle.loads(pickle.dumps(fitted))
+    for continued in (fitted, copy):
+        continued.partial_fit(data[0], n_epochs=2)
+        assert_same_model(continued, whole)
+
+
+def test_interrupted_epoch_ends_on_its_own_data_before_new_data_is_adopted(data, monkeypatch):
+    (users, items, ratings), _ = data
+    old = users < 500
+    first = (users[old], items[old], ratings[old])
+    reference = model(n_epochs=3, n_blocks=2).fit(first)
+    reference.partial_fit((users, items, ratings), n_epochs=2)
+    interrupt_on_kernel_calls(monkeypatch, {5})
+    fitted = model(n_epochs=3, n_blocks=2)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.fit(first)
+    fitted.partial_fit((users, items, ratings), n_epochs=3)
+    assert_same_model(fitted, reference)
+
+
+def test_interrupt_before_the_first_epoch_leaves_the_model_unfitted(data, monkeypatch):
+    from mfsgd import model as model_module
+
+    def interrupted_layout(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    fitted = model().fit(data[0])
+    monkeypatch.setattr(model_module, "build_layout", interrupted_layout)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.fit(data[0])
+    assert not hasattr(fitted, "user_factors_") and not hasattr(fitted, "history_")
+
+
+@pytest.mark.slow
+def test_sigint_from_another_thread_lands_within_a_second():
+    """A real SIGINT from a timer thread during a fit that would run for hours."""
+    import os
+    import signal
+    import threading
+    import time
+    rng = np.random.default_rng(4)
+    keys = np.unique(rng.integers(0, 20_000 * 3_000, size=1_000_000))
+    train = (keys // 3_000, keys % 3_000, rng.integers(1, 6, size=len(keys)).astype(np.float32))
+    params = dict(n_factors=32, n_blocks=8, n_threads=1, random_state=0)
+    fitted = MatrixFactorization(n_epochs=100_000, **params)
+    sent = []
+
+    def send():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(0.5, send)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fitted.fit(train)
+        landed = time.perf_counter()
+    finally:
+        timer.cancel()
+    assert sent and landed - sent[0] < 1.0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    done = len(fitted.history_)
+    assert [r["epoch"] for r in fitted.history_] == list(range(1, done + 1))
+    fitted.partial_fit(train, n_epochs=2)
+    assert_same_model(fitted, MatrixFactorization(n_epochs=done + 2, **params).fit(train))
+
+
+def test_a_second_concurrent_fit_of_one_model_is_refused(data):
+    """Issue 10: two threads fitting one object interleaved silently (6 epochs, 12 history
+    entries); the second caller now gets a RuntimeError naming the estimator."""
+    import threading
+    inside, release = threading.Event(), threading.Event()
+    errors = []
+
+    def hold(record, fitted):
+        inside.set()
+        release.wait(60)
+
+    shared = model(n_epochs=3, callbacks=[hold])
+    worker = threading.Thread(target=lambda: shared.fit(data[0]))
+    worker.start()
+    try:
+        assert inside.wait(60)
+        for call in (lambda: shared.fit(data[0]), lambda: shared.partial_fit(data[0])):
+            try:
+                call()
+            except RuntimeError as error:
+                errors.append(str(error))
+        model(n_epochs=1).fit(data[0])           # other objects train meanwhile
+    finally:
+        release.set()
+        worker.join(60)
+    assert len(errors) == 2 and all("MatrixFactorization" in e and "is already training" in e
+                                    for e in errors), errors
+    assert [r["epoch"] for r in shared.history_] == [1, 2, 3]
+    shared.set_params(callbacks=None).partial_fit(data[0])   # free again afterwards
+    assert len(shared.history_) == 4
+
+
+def test_fit_from_its_own_callback_is_refused(data):
+    def refit(record, fitted):
+        fitted.fit(data[0])
+
+    with pytest.raises(RuntimeError, match="MatrixFactorization object is already training"):
+        model(n_epochs=2, callbacks=[refit]).fit(data[0])
+
+
+def test_partial_fit_divergence_restores_history_and_random_state(data):
+    """A diverging partial_fit leaves no trace: retrying with a good learning rate gives what
+    the same partial_fit would have given without the failed call."""
+    expected = model(n_epochs=3).fit(data[0]).partial_fit(data[0], n_epochs=3)
+    fitted = model(n_epochs=3).fit(data[0])
+    fitted.set_params(learning_rate=100.0)
+    with pytest.raises(DivergenceError):
+        fitted.partial_fit(data[0], n_epochs=5)
+    assert len(fitted.history_) == 3
+    fitted.set_params(learning_rate=0.01).partial_fit(data[0], n_epochs=3)
+    assert_same_model(fitted, expected)
+
+
+def test_verbose_table_and_progress_bar_together_do_not_garble(data, monkeypatch):
+    """With verbose and show_progress both on, the table lines go above the bar."""
+    pytest.importorskip("tqdm")
+    import io
+    import re
+    import sys
+    screen = io.StringIO()                        # stdout and stderr on one terminal
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    model(n_epochs=3, verbose=True, show_progress=True).fit(data[0], validation=data[1])
+    parts = [part for part in re.split(r"[\r\n]", screen.getvalue()) if part.strip()]
+    frame = re.compile(r"mfsgd: +\d+%\|[^|]*\| \d+/3 \[[^\]]*\]")
+    row = re.compile(r" +\d+ +[\d.]+ +[\d.]+ +[\d.e+]+ +[\d.]+")
+    assert parts[0].startswith("epoch  train_rmse  valid_rmse")
+    for part in parts[1:]:
+        assert frame.fullmatch(part) or row.fullmatch(part), part
+    assert sum(bool(row.fullmatch(part)) for part in parts) == 3
