@@ -1,12 +1,14 @@
-"""A rating set whose raw ids are the matrix indices themselves (scipy.sparse or index arrays)."""
+"""Rating sets in a model's own row/column index space, for laying out training data."""
 import numpy as np
 
 
 class IndexedRatings:
-    """User-major CSR ratings whose user and item ids are their row and column indices.
+    """User-major CSR ratings indexed by a model's user and item rows, without raw ids.
 
-    It offers the parts of :class:`mfsgd.Ratings` the estimator uses, so that a scipy.sparse
-    matrix or a tuple of index arrays trains without building id maps.
+    It offers the parts of :class:`mfsgd.Ratings` that laying out training data uses
+    (``indptr``, ``indices``, ``data``, ``n_users``, ``n_items``), for the rating sets the
+    estimator derives in its own index space: the part of the training data left after an
+    early-stopping hold-out, and new data mapped into a grown model.
     """
 
     def __init__(self, indptr, indices, data, n_users, n_items):
@@ -18,16 +20,6 @@ class IndexedRatings:
         return len(self.data)
 
     @property
-    def user_ids(self):
-        """Raw user ids: the row indices."""
-        return np.arange(self.n_users)
-
-    @property
-    def item_ids(self):
-        """Raw item ids: the column indices."""
-        return np.arange(self.n_items)
-
-    @property
     def rating_range(self):
         """(min, max) of the ratings."""
         return float(self.data.min()), float(self.data.max())
@@ -36,27 +28,6 @@ class IndexedRatings:
         """Return (user index int32, item index int32, rating float32) in CSR order."""
         users = np.repeat(np.arange(self.n_users, dtype=np.int32), np.diff(self.indptr))
         return users, self.indices, self.data
-
-    def user_index(self, raw):
-        """Row index of each raw user id (the id itself), -1 when out of range."""
-        return _identity_index(raw, self.n_users)
-
-    def item_index(self, raw):
-        """Column index of each raw item id (the id itself), -1 when out of range."""
-        return _identity_index(raw, self.n_items)
-
-
-def _identity_index(raw, n):
-    values = np.asarray(raw)
-    if values.dtype.kind not in "iu":
-        if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-            values = values.astype(np.int64)
-        elif values.size == 0:
-            values = values.astype(np.int64)
-        else:
-            raise TypeError(f"ids of a model fitted on indices must be integers, got dtype {values.dtype}")
-    index = values.astype(np.int64)
-    return np.where((index >= 0) & (index < n), index, -1)
 
 
 def take(ratings, positions):

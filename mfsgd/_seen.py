@@ -7,17 +7,24 @@ import numpy as np
 
 
 def seen_from_ratings(ratings):
-    """The (indptr int64, indices int32) CSR of rated items, copied from a rating set.
+    """The (indptr int64, indices int32) CSR of rated items of a rating set.
 
-    A copy, not a view: a rating set built from a scipy.sparse matrix shares the caller's
-    arrays, which the caller may change after fit.
+    Rating sets hold sorted rows without repeats, so their own arrays serve.  They are shared
+    when nobody can change them (read-only all the way to the memory's owner, as in a
+    :class:`mfsgd.Ratings` that built its own arrays), and copied otherwise: a rating set that
+    wraps a caller's scipy.sparse matrix sees every later change the caller makes.
     """
-    indptr = np.array(ratings.indptr, dtype=np.int64)
-    indices = np.array(ratings.indices, dtype=np.int32)
-    if not _rows_sorted(indptr, indices):
-        rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
-        indices = indices[np.lexsort((indices, rows))]
-    return indptr, indices
+    indptr, indices = ratings.indptr, ratings.indices
+    copy = not (_is_immutable(indptr) and _is_immutable(indices))
+    return (np.array(indptr, dtype=np.int64, copy=copy or None),
+            np.array(indices, dtype=np.int32, copy=copy or None))
+
+
+def _is_immutable(array):
+    """True when `array` views memory whose owning array is read-only."""
+    while isinstance(array, np.ndarray) and isinstance(array.base, np.ndarray):
+        array = array.base
+    return isinstance(array, np.ndarray) and array.base is None and not array.flags.writeable
 
 
 def merged_seen(old_indptr, old_indices, new_indptr, new_indices):

@@ -7,23 +7,9 @@ import scipy.sparse as sp
 
 from ._base import ParamsMixin
 from ._validation import check_choice, check_int
-from .ratings import Ratings
+from .ratings import Ratings, as_ratings
 
 STRATEGIES = ("random", "user", "time")
-
-
-def as_ratings(name, X):
-    """`X` as a :class:`mfsgd.Ratings`: a Ratings is returned as is, a scipy.sparse matrix goes
-    through ``Ratings.from_sparse`` and a (users, items, ratings[, timestamps]) tuple through
-    ``Ratings.from_arrays``; anything else raises TypeError naming `name`."""
-    if isinstance(X, Ratings):
-        return X
-    if sp.issparse(X):
-        return Ratings.from_sparse(X)
-    if isinstance(X, tuple) and len(X) in (3, 4):
-        return Ratings.from_arrays(*X)
-    raise TypeError(f"{name} must be a mfsgd.Ratings, a scipy.sparse matrix or a (users, items, "
-                    f"ratings[, timestamps]) tuple, got {type(X).__name__}")
 
 
 def train_test_split(ratings, test_size=0.2, random_state=None, strategy="random"):
@@ -32,8 +18,8 @@ def train_test_split(ratings, test_size=0.2, random_state=None, strategy="random
     Parameters
     ----------
     ratings : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings[, timestamps]) tuple
-        Tuples and matrices are converted with ``Ratings.from_arrays`` / ``from_sparse``, so
-        their indices become the raw ids.
+        Tuples hold raw ids (``Ratings.from_arrays``); a matrix's row and column indices
+        become the raw ids (``Ratings.from_sparse``).
     test_size : float in (0, 1) or int, default=0.2
         With "random" and "time": the share of all ratings put in test (rounded up), or their
         number.  With "user": the share of each user's ratings, or their number per user
@@ -63,7 +49,7 @@ def train_test_split(ratings, test_size=0.2, random_state=None, strategy="random
         On a bad `test_size` or `strategy`, when "time" is asked of ratings without
         timestamps, or when either side would be empty.
     """
-    ratings = as_ratings("ratings", ratings)
+    ratings = as_ratings("ratings", ratings, copy=False)
     strategy = check_choice("strategy", strategy, STRATEGIES)
     rng = np.random.default_rng(random_state)
     n = len(ratings)
@@ -174,7 +160,7 @@ class KFold(ParamsMixin):
         ------
         train, test : mfsgd.Ratings
         """
-        ratings = as_ratings("ratings", ratings)
+        ratings = as_ratings("ratings", ratings, copy=False)
         for train_positions, test_positions in self._positions(ratings):
             yield ratings.take(train_positions), ratings.take(test_positions)
 
@@ -189,7 +175,7 @@ class KFold(ParamsMixin):
         ------
         train_positions, test_positions : ndarray of int64, sorted
         """
-        yield from self._positions(as_ratings("ratings", ratings))
+        yield from self._positions(as_ratings("ratings", ratings, copy=False))
 
     def _positions(self, ratings):
         n_splits = self.get_n_splits()

@@ -1,8 +1,11 @@
 """Top-k items per user from a fitted model's factors, scored in NumPy in row batches."""
+import numbers
+
 import numpy as np
 
 from ._idmap import IdMap
-from ._validation import as_training_data, check_int
+from ._validation import as_id_array, check_int
+from .ratings import as_ratings
 
 # Scores held at once: batch rows x n_items floats (16 MB in float32).
 _BATCH_SCORES = 1 << 22
@@ -15,8 +18,12 @@ def is_fitted_model(obj):
 
 
 def default_fill(ids):
-    """The padding value for lists of ids like `ids`: -1 for numbers, "" for strings."""
-    return "" if np.asarray(ids).dtype.kind in "US" else -1
+    """The padding value for lists of ids like `ids`: -1 for numbers (2**64 - 1 for uint64
+    ids, which hold ids of 2**63 or more), "" for strings."""
+    dtype = np.asarray(ids).dtype
+    if dtype.kind in "US":
+        return ""
+    return 2**64 - 1 if dtype == np.uint64 else -1
 
 
 def top_k_items(model, users, k=10, exclude=None, fill_value=None, batch_size=None):
@@ -35,10 +42,12 @@ def top_k_items(model, users, k=10, exclude=None, fill_value=None, batch_size=No
     k : int, default=10
         Length of each list.
     exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
-        Ratings whose (user, item) pairs are never recommended, typically the training set.
+        Ratings whose (user, item) pairs are never recommended, typically the training set
+        (a tuple holds raw ids, as everywhere).
     fill_value : int or str, optional
         Pads lists shorter than `k` (a user who rated nearly every item, or `k` above the
-        number of items); default -1 for integer item ids, "" for string ids.
+        number of items); default -1 for integer item ids (2**64 - 1 for uint64 ids), ""
+        for string ids.
     batch_size : int, optional
         Users scored at once; default keeps each batch's scores near 4 million values.
 
@@ -50,22 +59,29 @@ def top_k_items(model, users, k=10, exclude=None, fill_value=None, batch_size=No
     if not is_fitted_model(model):
         raise TypeError(f"model must be a fitted MatrixFactorization, got {type(model).__name__}")
     k = check_int("k", k, 1)
-    users = np.asarray(users)
-    if users.ndim != 1:
-        raise ValueError(f"users must be one-dimensional, got shape {users.shape}")
+    users = as_id_array("users", users)
     item_ids = np.asarray(model.item_ids_)
     n_items = len(item_ids)
     if batch_size is None:
         batch_size = max(1, _BATCH_SCORES // max(n_items, 1))
     batch_size = check_int("batch_size", batch_size, 1)
     fill = default_fill(item_ids) if fill_value is None else fill_value
-    if (item_ids.dtype.kind in "US") != isinstance(fill, str):
+    as_integer = not isinstance(fill, (str, bool, np.bool_)) and isinstance(fill, numbers.Integral)
+    if not (isinstance(fill, str) if item_ids.dtype.kind in "US" else as_integer):
         raise TypeError(f"fill_value must be a {'string' if item_ids.dtype.kind in 'US' else 'integer'} "
                         f"like the model's item ids, got {fill!r}")
-    out_dtype = np.result_type(item_ids.dtype, np.asarray(fill).dtype) \
-        if isinstance(fill, str) else np.int64
+    if isinstance(fill, str):
+        out_dtype = np.result_type(item_ids.dtype, np.asarray(fill).dtype)
+    else:
+        # int64 holds every integer id and -1, except uint64 ids (those of 2**63 or more).
+        out_dtype = np.dtype(np.uint64 if item_ids.dtype == np.uint64 else np.int64)
+        info = np.iinfo(out_dtype)
+        if not info.min <= fill <= info.max:
+            raise ValueError(f"fill_value={fill!r} does not fit the dtype {out_dtype} of the "
+                             f"lists of these item ids")
     rows = IdMap(np.asarray(model.user_ids_)).lookup(users, "users")
-    excluder = None if exclude is None else _Excluder(as_training_data("exclude", exclude), item_ids)
+    excluder = None if exclude is None else _Excluder(as_ratings("exclude", exclude, copy=False),
+                                                      item_ids)
     result = np.full((len(users), k), fill, dtype=out_dtype)
     top = min(k, n_items)
     for start in range(0, len(users), batch_size):

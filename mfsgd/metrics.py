@@ -25,7 +25,8 @@ import warnings
 import numpy as np
 
 from ._topk import default_fill, is_fitted_model, top_k_items
-from ._validation import as_training_data, check_float, check_int
+from ._validation import as_id_array, check_float, check_int
+from .ratings import as_ratings
 
 __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
            "top_k_items"]
@@ -115,7 +116,7 @@ _RANKING_PARAMETERS = """
         `fill_value` are empty slots.  Given a fitted model, the lists are its top-k items
         (see :func:`top_k_items`).
     test : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
-        Held-out ratings that define the relevant items.
+        Held-out ratings that define the relevant items (a tuple holds raw ids).
     k : int, default=10
         Length of the lists evaluated (the first k columns of `recommended`).
     threshold : float, optional
@@ -126,7 +127,8 @@ _RANKING_PARAMETERS = """
     exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
         Only with a model: items never recommended to a user, typically the training ratings.
     fill_value : int or str, optional
-        Padding of short lists; default -1 for integer ids, "" for string ids.
+        Padding of short lists; default -1 for integer ids (2**64 - 1 for uint64 ids), ""
+        for string ids.
 
     Returns
     -------
@@ -202,14 +204,12 @@ def _mean(values):
 
 def _hits(recommended, test, k, threshold, users, exclude, fill_value):
     """(hits bool (n, k), relevant count (n,)) for the evaluated users with a relevant item."""
-    test = as_training_data("test", test)
+    test = as_ratings("test", test, copy=False)
     k = check_int("k", k, 1)
     if threshold is not None:
         threshold = check_float("threshold", threshold)
     if users is not None:
-        users = np.asarray(users)
-        if users.ndim != 1:
-            raise ValueError(f"users must be one-dimensional, got shape {users.shape}")
+        users = as_id_array("users", users)
     if is_fitted_model(recommended):
         recommended = top_k_items(recommended, test.user_ids if users is None else users, k,
                                   exclude=exclude, fill_value=fill_value)

@@ -13,13 +13,14 @@ from . import recommend as _recommend
 from ._base import EstimatorMixin
 from ._csr import IndexedRatings, from_index_triplets, take
 from ._guards import deferred_interrupts, exclusive_training
-from ._idmap import IdMap
+from ._idmap import IdMap, as_id_list, first_unknown
 from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
                       kernel_rows)
 from ._progress import EpochReporter
 from ._seen import grown_indptr, merged_seen, seen_from_ratings
-from ._validation import (as_rating_array, as_training_data, check_choice, check_dtype,
-                          check_float, check_int)
+from ._validation import (as_rating_array, check_choice, check_dtype, check_float,
+                          check_int)
+from .ratings import as_ratings
 
 SCHEDULES = ("constant", "inverse", "adagrad")
 SCORES = ("rmse", "mae")
@@ -191,7 +192,12 @@ class MatrixFactorization(EstimatorMixin):
         Parameters
         ----------
         X : mfsgd.Ratings, scipy.sparse matrix (rows = users, columns = items) or tuple
-            The training ratings; a tuple is (user indices, item indices, ratings).
+            The training ratings.  A (users, items, ratings[, timestamps]) tuple holds raw ids,
+            as in ``Ratings.from_arrays``; a matrix's row and column indices are its raw ids
+            (``Ratings.from_sparse``).  Only ids that hold a rating get factors: rows or
+            columns of a matrix without any entry, and integer ids that do not occur, are
+            unknown to the model (predicted from the global mean and the known bias, never
+            recommended nor returned as neighbours).
         validation : same types as `X`, optional
             Ratings whose RMSE is recorded in `history_` after every epoch (and drives early
             stopping when `early_stopping` is on).
@@ -230,16 +236,14 @@ class MatrixFactorization(EstimatorMixin):
         params = self._checked_params()
         if n_epochs is not None:
             params["n_epochs"] = n_epochs
-        train = as_training_data("X", X)
-        valid = None if validation is None else as_training_data("validation", validation)
+        train = as_ratings("X", X, copy=False)
+        valid = None if validation is None else as_ratings("validation", validation, copy=False)
         self._warn_if_no_openmp(params["n_threads"])
         rng = np.random.default_rng(self.random_state)
         self._forget_fit()
         self._take_titles(X, replace_all=True)
-        self._user_map = IdMap(n=train.n_users) if isinstance(train, IndexedRatings) \
-            else IdMap(train.user_ids)
-        self._item_map = IdMap(n=train.n_items) if isinstance(train, IndexedRatings) \
-            else IdMap(train.item_ids)
+        self._user_map = IdMap(train.user_ids)
+        self._item_map = IdMap(train.item_ids)
         # Held-out ratings for early stopping were rated too: remember them before the split.
         self._seen_indptr, self._seen_indices = seen_from_ratings(train)
         holdout = None
@@ -267,7 +271,8 @@ class MatrixFactorization(EstimatorMixin):
 
         Parameters
         ----------
-        X : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple
+        X : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple of raw ids
+            As in ``fit``; ids new to the model get rows.
         n_epochs : int, default=1
         validation : same types as `X`, optional
 
@@ -296,7 +301,7 @@ class MatrixFactorization(EstimatorMixin):
         if not hasattr(self, "user_factors_"):
             return self._fit(X, validation, n_epochs)
         params = self._checked_params()
-        train = as_training_data("X", X)
+        train = as_ratings("X", X, copy=False)
         fingerprint = _fingerprint(train)
         if fingerprint != getattr(self, "_fingerprint", None) or not hasattr(self, "_layout"):
             if n_epochs and hasattr(self, "_partial_epoch"):
@@ -335,7 +340,7 @@ class MatrixFactorization(EstimatorMixin):
 
     def _validation_pairs(self, validation):
         return None if validation is None else \
-            self._indexed_pairs(as_training_data("validation", validation))
+            self._indexed_pairs(as_ratings("validation", validation, copy=False))
 
     def _continue_training(self, params, n_epochs, valid_pairs):
         """partial_fit's epochs; when training diverges, the model returns to where it was."""
@@ -349,13 +354,11 @@ class MatrixFactorization(EstimatorMixin):
     def _adopt_training_data(self, train, params, fingerprint):
         """Map new training data into this model's index space, growing it for new ids."""
         users, items, values = train.index_arrays()
-        raw_users = _raw_ids(train, "user", users)
-        raw_items = _raw_ids(train, "item", items)
-        self._user_map, n_new_users = self._user_map.extended(raw_users)
-        self._item_map, n_new_items = self._item_map.extended(raw_items)
+        self._user_map, n_new_users = self._user_map.extended(train.user_ids)
+        self._item_map, n_new_items = self._item_map.extended(train.item_ids)
         self._grow(n_new_users, n_new_items, params)
-        model_space = from_index_triplets(self._user_map.lookup(raw_users),
-                                          self._item_map.lookup(raw_items), values,
+        model_space = from_index_triplets(self._user_map.lookup(train.user_ids)[users],
+                                          self._item_map.lookup(train.item_ids)[items], values,
                                           len(self._user_map), len(self._item_map))
         lo, hi = model_space.rating_range
         self.rating_range_ = (min(lo, self.rating_range_[0]), max(hi, self.rating_range_[1]))
@@ -627,7 +630,7 @@ class MatrixFactorization(EstimatorMixin):
         Parameters
         ----------
         user_ratings : (items, ratings) tuple of arrays, or dict {item: rating}
-            Item ids as the model knows them (raw ids or indices); unknown items are ignored.
+            Raw item ids, as the model knows them; unknown items are ignored.
         user : id, optional
             When given, the user is added to the model under this id (or replaced, if known),
             so that predict and recommend work for it.
@@ -646,7 +649,7 @@ class MatrixFactorization(EstimatorMixin):
             raise TypeError("user_ratings must be an (items, ratings) tuple or a dict "
                             f"{{item: rating}}, got {type(user_ratings).__name__}")
         values = as_rating_array("user_ratings ratings", np.atleast_1d(values)).astype(np.float64)
-        index = self._item_map.lookup(np.atleast_1d(items), "user_ratings items")
+        index = self._item_map.lookup(items, "user_ratings items")
         if len(index) != len(values):
             raise ValueError(f"user_ratings: {len(index)} items but {len(values)} ratings")
         known = index >= 0
@@ -668,7 +671,7 @@ class MatrixFactorization(EstimatorMixin):
         return factors, bias
 
     def _set_user(self, user, factors, bias):
-        raw = np.atleast_1d(user)
+        raw = as_id_list(user)
         row = int(self._user_map.lookup(raw, "user")[0])
         if row < 0:
             self._user_map, _ = self._user_map.extended(raw)
@@ -733,18 +736,17 @@ class MatrixFactorization(EstimatorMixin):
 
     def _rows(self, id_map, factors, raw, kind):
         self._check_fitted()
-        index = id_map.lookup(np.atleast_1d(raw), f"{kind}s")
+        index = id_map.lookup(raw, f"{kind}s")
         if (index < 0).any():
-            unknown = np.atleast_1d(raw)[index < 0][0].item()
-            raise KeyError(f"unknown {kind} id {unknown!r}")
+            raise KeyError(f"unknown {kind} id {first_unknown(raw, index)!r}")
         rows = factors[index]
         return rows[0] if np.ndim(raw) == 0 else rows
 
     def _indexed_pairs(self, ratings):
         """(user index, item index, rating) of a rating set, indices into this model (-1 unknown)."""
         users, items, values = ratings.index_arrays()
-        return (self._user_map.lookup(_raw_ids(ratings, "user", users), "users"),
-                self._item_map.lookup(_raw_ids(ratings, "item", items), "items"), values)
+        return (self._user_map.lookup(ratings.user_ids, "users")[users],
+                self._item_map.lookup(ratings.item_ids, "items")[items], values)
 
     def _predict_indices(self, users, items, n_threads=1):
         out = np.empty(len(users), dtype=np.float64)
@@ -759,8 +761,9 @@ class MatrixFactorization(EstimatorMixin):
         Parameters
         ----------
         users, items : array-like of ids, or scalars
-            Raw ids when the model was fitted on a Ratings, indices otherwise. Unknown users
-            or items fall back to the global mean plus the known bias.
+            Raw ids (for a model fitted on a scipy.sparse matrix, its row and column
+            indices).  Unknown users or items, including ids that held no rating in
+            training, fall back to the global mean plus the known bias.
 
         Returns
         -------
@@ -768,12 +771,11 @@ class MatrixFactorization(EstimatorMixin):
         """
         self._check_fitted()
         scalar = np.ndim(users) == 0 and np.ndim(items) == 0
-        users, items = np.atleast_1d(users), np.atleast_1d(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same length, got {users.shape[0]} "
-                             f"and {items.shape[0]}")
         user_index = self._user_map.lookup(users, "users")
         item_index = self._item_map.lookup(items, "items")
+        if user_index.shape != item_index.shape:
+            raise ValueError(f"users and items must have the same length, got "
+                             f"{len(user_index)} and {len(item_index)}")
         out = self._predict_indices(user_index, item_index, self._thread_count())
         return float(out[0]) if scalar else out
 
@@ -799,7 +801,7 @@ class MatrixFactorization(EstimatorMixin):
         """
         self._check_fitted()
         check_choice("metric", metric, SCORES)
-        users, items, values = self._indexed_pairs(as_training_data("X", X))
+        users, items, values = self._indexed_pairs(as_ratings("X", X, copy=False))
         predicted = self._predict_indices(users, items, self._thread_count())
         return getattr(metrics, metric)(values, predicted)
 
@@ -937,13 +939,6 @@ def _aligned_full(n, value, dtype):
     array = aligned_empty((n,), dtype)
     array.fill(value)
     return array
-
-
-def _raw_ids(ratings, kind, index):
-    """Raw ids of user or item indices of a rating set (the indices for IndexedRatings)."""
-    if isinstance(ratings, IndexedRatings):
-        return np.asarray(index, dtype=np.int64)
-    return np.asarray(ratings.user_ids if kind == "user" else ratings.item_ids)[index]
 
 
 def _hold_out(train, fraction, rng):

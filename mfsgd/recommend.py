@@ -1,12 +1,14 @@
 """Top-n recommendations and nearest neighbours by factor cosine, for a fitted model.
 
 The functions take a fitted :class:`mfsgd.MatrixFactorization`; the model's methods of the
-same names call them.  Ids are raw ids: the ones the model was fitted with (indices for a
-model fitted on index arrays or a scipy.sparse matrix).
+same names call them.  Ids are raw ids: the ones the model was fitted with (for a
+scipy.sparse matrix, the row and column indices that hold ratings; others have no factors
+and are never returned).
 """
 import numpy as np
 
 from . import _topn
+from ._idmap import first_unknown
 from ._validation import check_int
 
 USER_CHUNK = 1024
@@ -76,8 +78,9 @@ def recommend_all(model, users=None, n=10, exclude_seen=True):
     -------
     item_ids : ndarray, shape (len(users), n)
         Raw item ids, best first in each row.  A row with fewer than `n` candidates is
-        padded with a fill id: -1 for integer ids (unsigned ids are returned as int64 so that
-        -1 fits), "" for string ids, b"" for bytes ids, None otherwise.
+        padded with a fill id: -1 for integer ids (narrow unsigned ids are returned as int64
+        so that -1 fits; uint64 ids, held only when an id is 2**63 or more, stay uint64 and
+        pad with 2**64 - 1), "" for string ids, b"" for bytes ids, None otherwise.
     scores : ndarray of float64, shape (len(users), n)
         Row i, column j is the score of ``item_ids[i, j]``; -inf in padded slots, which is
         the reliable way to find them.
@@ -95,12 +98,9 @@ def recommend_all(model, users=None, n=10, exclude_seen=True):
     if users is None:
         rows = np.arange(model.n_users_, dtype=np.int64)
     else:
-        raw = np.asarray(users)
-        if raw.ndim != 1:
-            raise ValueError(f"users must be one-dimensional, got shape {raw.shape}")
-        rows = model._user_map.lookup(raw, "users")
+        rows = model._user_map.lookup(users, "users")
         if (rows < 0).any():
-            raise KeyError(f"unknown user id {raw[rows < 0][0].item()!r}")
+            raise KeyError(f"unknown user id {first_unknown(users, rows)!r}")
     raw_items = model._item_map.all_raw()
     fill = fill_id(raw_items.dtype)
     item_ids = np.empty((len(rows), n), dtype=_output_dtype(raw_items.dtype))
@@ -180,8 +180,11 @@ def fill_id(dtype):
     Returns
     -------
     int, str, bytes or None
-        -1 for integer ids, "" for str ids, b"" for bytes ids, None for anything else.
+        -1 for integer ids (2**64 - 1 for uint64 ids, which a model holds only when an id is
+        2**63 or more), "" for str ids, b"" for bytes ids, None for anything else.
     """
+    if dtype == np.uint64:
+        return 2**64 - 1
     if dtype.kind in "iu":
         return -1
     if dtype.kind == "U":
@@ -197,7 +200,9 @@ def _raw_ids(id_map, rows):
 
 
 def _output_dtype(dtype):
-    return np.dtype(np.int64) if dtype.kind == "u" else dtype
+    """Narrow unsigned ids are returned as int64 so that -1 fits; uint64 ids stay uint64,
+    since int64 would not hold those of 2**63 or more."""
+    return np.dtype(np.int64) if dtype.kind == "u" and dtype != np.uint64 else dtype
 
 
 def _rank(model, rows, candidates, exclude_seen, out_index, out_scores):
@@ -256,7 +261,7 @@ def _known_row(id_map, raw, kind):
     """Model row of one raw id, KeyError naming it when unknown."""
     if np.ndim(raw) != 0:
         raise TypeError(f"{kind} must be a single id, got {raw!r}")
-    row = int(id_map.lookup(np.atleast_1d(raw), kind)[0])
+    row = int(id_map.lookup([raw], kind)[0])
     if row < 0:
         raise KeyError(f"unknown {kind} id {raw!r}")
     return row
@@ -264,12 +269,10 @@ def _known_row(id_map, raw, kind):
 
 def _candidate_rows(id_map, items):
     """Ascending unique int32 item rows of the raw ids `items`; ValueError on unknown ids."""
-    raw = np.asarray(items)
-    if raw.ndim != 1:
-        raise ValueError(f"items must be one-dimensional, got shape {raw.shape}")
-    rows = id_map.lookup(raw, "items")
+    rows = id_map.lookup(items, "items")
     if (rows < 0).any():
-        raise ValueError(f"items holds an id unknown to the model: {raw[rows < 0][0].item()!r}")
+        raise ValueError(f"items holds an id unknown to the model: "
+                         f"{first_unknown(items, rows)!r}")
     return np.unique(rows).astype(np.int32)
 
 

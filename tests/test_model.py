@@ -225,9 +225,9 @@ GOOD = (np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0]))
 @pytest.mark.parametrize("X, error, match", [
     ((np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([4.0, np.nan, 5.0])), ValueError, "finite"),
     ((np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([4.0, np.inf, 5.0])), ValueError, "finite"),
-    ((np.array([0, -1, 2]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), ValueError, "non-negative"),
     ((np.array([0, 1.5, 2]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), ValueError, "integer"),
-    ((np.array(["a", "b", "c"]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), TypeError, "integer"),
+    ((np.array(["a", None, "c"]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0]), ), TypeError,
+     r"X\[0\] \(users\).*None"),
     ((np.array([0, 1]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0])), ValueError, "same length"),
     ((np.array([], dtype=int), np.array([], dtype=int), np.array([])), ValueError, "no ratings"),
     ((np.array([0, 0]), np.array([1, 1]), np.array([4.0, 3.0])), ValueError, r"user 0, item 1"),
@@ -292,3 +292,61 @@ def test_factors_are_plain_arrays_after_training_on_padded_rows(dtype):
     model.partial_fit((users, items, ratings), n_epochs=1)
     whole = MatrixFactorization(n_epochs=3, **params).fit((users, items, ratings))
     assert np.array_equal(model.user_factors_, whole.user_factors_)
+
+
+def test_a_tuple_holds_raw_ids_so_a_huge_id_costs_one_row(fuzz_limits):
+    """(users, items, ratings) are raw ids as in Ratings.from_arrays: the largest id does not
+    size the model."""
+    users = np.array([0, 2_000_000_000, 0, 17])
+    items = np.array([5, 7, 7, 5])
+    model = fuzz_limits(small_model().fit, (users, items, np.array([1.0, 2.0, 3.0, 4.0])),
+                        max_bytes=16 << 20)
+    assert model.user_ids_.tolist() == [0, 17, 2_000_000_000]
+    assert model.item_ids_.tolist() == [5, 7]
+    assert model.user_factors_.shape == (3, 8)
+    assert model.recommend(17, exclude_seen=False)[0].tolist() in ([5, 7], [7, 5])
+    assert model.predict(1, 5) == pytest.approx(
+        np.clip(model.global_mean_ + model.item_bias_[0], *model.rating_range_))
+
+
+def test_models_saved_with_identity_id_maps_still_load_and_predict_as_before(tmp_path):
+    """Older mfsgd gave index input one factor row per index, rated or not, and saved those
+    maps as ``user_ids_identity``/``item_ids_identity`` without ids.  Such a file, built here
+    as that writer laid it out, loads, predicts from every row as before, and grows by raw
+    ids afterwards."""
+    from mfsgd import persistence
+    users, items, ratings = make_synthetic(n_users=40, n_items=20, n_ratings=500, random_state=0)
+    model = small_model(n_factors=3).fit((users, items, ratings))
+    assert model.user_ids_.tolist() == list(range(40))
+    arrays = persistence._model_arrays(model)
+    rng = np.random.default_rng(1)
+    for kind in ("user", "item"):           # one unrated row at the end of each side
+        factors = arrays[f"{kind}_factors"]
+        arrays[f"{kind}_factors"] = np.vstack([factors, rng.normal(0, 0.01, (1, 3))
+                                               .astype(factors.dtype)])
+        arrays[f"{kind}_bias"] = np.append(arrays[f"{kind}_bias"],
+                                           arrays[f"{kind}_bias"].dtype.type(0.25))
+        arrays[f"{kind}_ids_identity"] = np.array(True)
+        arrays[f"{kind}_ids"] = np.zeros(0, dtype=np.int64)
+    arrays["seen_indptr"] = np.append(arrays["seen_indptr"], arrays["seen_indptr"][-1])
+    arrays["sha256"] = np.array(persistence.digest(arrays))
+    path = tmp_path / "old.npz"
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+    loaded = MatrixFactorization.load(path)
+    assert loaded.user_ids_.tolist() == list(range(41))
+    assert loaded.item_ids_.tolist() == list(range(21))
+    every_user, every_item = np.repeat(np.arange(41), 21), np.tile(np.arange(21), 41)
+    p, q = arrays["user_factors"].astype(np.float64), arrays["item_factors"].astype(np.float64)
+    want = (float(arrays["global_mean"]) + arrays["user_bias"][every_user]
+            + arrays["item_bias"][every_item] + np.einsum("ij,ij->i", p[every_user], q[every_item]))
+    np.testing.assert_allclose(loaded.predict(every_user, every_item),
+                               np.clip(want, *arrays["rating_range"]), rtol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(users[:50], items[:50]),
+                                  model.predict(users[:50], items[:50]))
+    assert loaded.predict(41, 0) == pytest.approx(
+        np.clip(float(arrays["global_mean"]) + arrays["item_bias"][0], *arrays["rating_range"]))
+    loaded.partial_fit(([2**40, 3], [0, 2**40], [4.0, 2.0]), n_epochs=1)
+    assert loaded.n_users_ == 42 and loaded.user_ids_[-1] == 2**40
+    assert loaded.n_items_ == 22 and loaded.item_ids_[-1] == 2**40
+    assert loaded.user_ids_[:41].tolist() == list(range(41))

@@ -262,7 +262,8 @@ DEEP = "[" * 100_000 + "]" * 100_000
     (edit_json("state_json", extra=1), "state_json: must be an object with the keys"),
     (edit_json("params_json", random_state="seed"), "params_json: random_state must be None or an integer"),
     (lambda a: a.update(params_json=np.array("[]")), "params_json: must be an object"),
-    (lambda a: a.update(user_ids=np.arange(120)), "user_ids: holds 120 ids of dtype int64 for an identity map"),
+    (lambda a: a.update(user_ids_identity=np.array(True), user_ids=np.arange(120)),
+     "user_ids: holds 120 ids of dtype int64 for an identity map"),
 ])
 def test_nonsense_with_a_valid_digest_is_refused(saved, change, message):
     rewrite(saved, change, fix_digest=True)

@@ -228,8 +228,8 @@ def test_folded_in_user_gets_recommendations(ratings):
     model = fitted(ratings)
     model.fold_in({3: 5.0, 10: 1.0}, user=400)
     got, scores = model.recommend(400, n=5)
-    want = brute_force_top(all_scores(model)[400], 5)[0]
-    np.testing.assert_array_equal(got, want)
+    want = brute_force_top(all_scores(model)[list(model.user_ids_).index(400)], 5)[0]
+    np.testing.assert_array_equal(got, model.item_ids_[want])
 
 
 def test_string_ids_from_a_duck_typed_rating_set(string_id_ratings):
@@ -258,3 +258,61 @@ def test_string_ids_with_mfsgd_ratings(string_id_ratings):
     got, scores = model.recommend(user_names[0], n=5)
     assert got.dtype.kind == "U" and len(got) == 5 and np.all(np.diff(scores) <= 0)
     assert not set(got.tolist()) & set(item_names[user_names == user_names[0]].tolist())
+
+
+def test_rows_and_columns_without_ratings_are_never_recommended_nor_neighbours():
+    """A scipy.sparse matrix's empty rows and columns get no factors (issue: phantom ids)."""
+    import scipy.sparse as sp
+    from mfsgd.metrics import top_k_items
+    users, items, values = make_synthetic(n_users=40, n_items=25, n_ratings=500, random_state=4)
+    empty_users, empty_items = [5, 17, 39], [3, 11, 24]
+    keep = ~np.isin(users, empty_users) & ~np.isin(items, empty_items)
+    matrix = sp.csr_matrix((values[keep], (users[keep], items[keep])), shape=(40, 25))
+    model = fitted(matrix)
+    assert not set(model.user_ids_.tolist()) & set(empty_users)
+    assert not set(model.item_ids_.tolist()) & set(empty_items)
+    assert model.n_users_ == 37 and model.n_items_ == 22
+    for user in model.user_ids_[:10]:
+        got, _ = model.recommend(user, n=25, exclude_seen=False)
+        assert len(got) == 22 and not set(got.tolist()) & set(empty_items)
+    top, scores = model.recommend_all(n=25, exclude_seen=False)
+    assert not set(top[np.isfinite(scores)].tolist()) & set(empty_items)
+    neighbours, _ = model.similar_items(model.item_ids_[0], n=30)
+    assert len(neighbours) == 21 and not set(neighbours.tolist()) & set(empty_items)
+    neighbours, _ = model.similar_users(model.user_ids_[0], n=50)
+    assert len(neighbours) == 36 and not set(neighbours.tolist()) & set(empty_users)
+    lists = top_k_items(model, model.user_ids_, k=22)
+    assert (lists >= 0).all() and not set(lists.ravel().tolist()) & set(empty_items)
+    with pytest.raises(KeyError, match="unknown user id 5"):
+        model.recommend(5)
+    # An id without ratings predicts like an unknown one: the global mean and the known bias.
+    item_row = list(model.item_ids_).index(0)
+    assert model.predict(5, 0) == pytest.approx(
+        np.clip(model.global_mean_ + model.item_bias_[item_row], *model.rating_range_))
+    assert model.predict(5, 3) == pytest.approx(np.clip(model.global_mean_,
+                                                        *model.rating_range_))
+
+
+def test_ids_of_2_63_and_more_come_back_exactly_from_every_ranking():
+    """uint64 ids are never cast to int64 on the way out (recommend_all used to, for -1)."""
+    from mfsgd.metrics import precision_at_k, top_k_items
+    users, items, values = make_synthetic(n_users=30, n_items=12, n_ratings=200, random_state=5)
+    big = np.uint64(2**63)
+    data = mfsgd.Ratings.from_arrays(users.astype(np.uint64) + big, items.astype(np.uint64) + big,
+                                     values)
+    model = fitted(data)
+    assert model.item_ids_.dtype == np.uint64 and model.item_ids_.min() >= 2**63
+    known = set(model.item_ids_.tolist())
+    top, scores = model.recommend_all(n=model.n_items_ + 2)
+    assert top.dtype == np.uint64
+    assert set(top[np.isfinite(scores)].tolist()) <= known
+    assert (top[~np.isfinite(scores)] == 2**64 - 1).all()
+    user = int(model.user_ids_[0])
+    np.testing.assert_array_equal(top[0][np.isfinite(scores[0])],
+                                  model.recommend(user, n=model.n_items_)[0])
+    lists = top_k_items(model, [user, int(model.user_ids_[1])], k=model.n_items_ + 1)
+    assert lists.dtype == np.uint64 and set(lists[:, :-1].ravel().tolist()) <= known
+    assert lists[0, -1] == 2**64 - 1
+    assert 0 <= precision_at_k(model, data, k=3) <= 1
+    with pytest.raises(ValueError, match="fill_value=-1 does not fit the dtype uint64"):
+        top_k_items(model, [user], k=3, fill_value=-1)

@@ -423,3 +423,18 @@ def test_verbose_table_and_progress_bar_together_do_not_garble(data, monkeypatch
     for part in parts[1:]:
         assert frame.fullmatch(part) or row.fullmatch(part), part
     assert sum(bool(row.fullmatch(part)) for part in parts) == 3
+
+
+def test_raw_ids_through_partial_fit_early_stopping_and_fold_in(data):
+    """Tuples hold raw ids everywhere: new ids grow the model by one row each."""
+    (users, items, ratings), _ = data
+    names = np.array([f"u{u}" for u in users])
+    fitted = model(early_stopping=True, patience=2).fit((names, items, ratings))
+    assert fitted.user_ids_.dtype.kind == "U" and fitted.best_epoch_ >= 1
+    n_users, n_items = fitted.n_users_, fitted.n_items_
+    fitted.partial_fit((np.append(names, "newcomer"), np.append(items, 2**40),
+                        np.append(ratings, 4.0)), n_epochs=1)
+    assert (fitted.n_users_, fitted.n_items_) == (n_users + 1, n_items + 1)
+    assert fitted.user_ids_[-1] == "newcomer" and fitted.item_ids_[-1] == 2**40
+    fitted.fold_in({2**40: 5.0, int(items[0]): 3.0}, user="folded")
+    assert fitted.n_users_ == n_users + 2 and fitted.recommend("folded", n=3)[0].size == 3
