@@ -11,8 +11,9 @@ from ._layout import aligned_empty, auto_n_blocks, epoch_schedule, padded_width
 from ._progress import EpochReporter
 from ._seen import seen_from_ratings
 from ._svdpp_layout import build_svdpp_layout, implicit_sets
-from ._validation import as_index_array, as_training_data, check_float
+from ._validation import as_id_array, check_float
 from .model import DivergenceError, MatrixFactorization, _fingerprint, _hold_out
+from .ratings import as_ratings
 
 STATE = ("P", "Q", "Y", "user_bias", "item_bias", "V", "D", "C")
 
@@ -104,12 +105,13 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         Parameters
         ----------
         X : mfsgd.Ratings, scipy.sparse matrix (rows = users, columns = items) or tuple
-            The training ratings; a tuple is (user indices, item indices, ratings).
+            The training ratings, with raw ids as in ``MatrixFactorization.fit``.
         implicit : mfsgd.Ratings, scipy.sparse matrix or (users, items) tuple, optional
             Extra (user, item) pairs known to have been rated or consumed without a usable
-            rating; they join N(u), never the squared error.  Ids as in `X` (raw ids for a
-            Ratings `X`, indices otherwise; a Ratings' ratings and a matrix's values are
-            ignored).  Users and items that only appear here get factors too.
+            rating; they join N(u), never the squared error.  Raw ids, as in `X` (a
+            matrix's stored entries are the pairs, its row and column indices the ids; a
+            Ratings' ratings and a matrix's values are ignored).  Users and items that only
+            appear here get factors too.
         validation : same types as `X`, optional
             Ratings whose RMSE is recorded in `history_` after every epoch (and drives early
             stopping when `early_stopping` is on).
@@ -128,16 +130,16 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
 
     def _fit_svdpp(self, X, implicit, validation):
         params = self._checked_params()
-        train = as_training_data("X", X)
-        valid = None if validation is None else as_training_data("validation", validation)
+        train = as_ratings("X", X, copy=False)
+        valid = None if validation is None else as_ratings("validation", validation, copy=False)
+        raw_pairs = None if implicit is None else _implicit_ids(implicit)
         self._warn_if_no_openmp(params["n_threads"])
         rng = np.random.default_rng(self.random_state)
         self._forget_fit()
         self._take_titles(X, replace_all=True)
-        indexed = isinstance(train, IndexedRatings)
-        self._user_map = IdMap(n=train.n_users) if indexed else IdMap(train.user_ids)
-        self._item_map = IdMap(n=train.n_items) if indexed else IdMap(train.item_ids)
-        pairs = None if implicit is None else self._implicit_pairs(implicit, indexed)
+        self._user_map = IdMap(train.user_ids)
+        self._item_map = IdMap(train.item_ids)
+        pairs = None if raw_pairs is None else self._implicit_pairs(*raw_pairs)
         train = _grown(train, len(self._user_map), len(self._item_map))
         self._seen_indptr, self._seen_indices = seen_from_ratings(train)
         holdout = None
@@ -153,35 +155,9 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
             raise
         return self
 
-    def _implicit_pairs(self, implicit, indexed):
-        """Model indices (users, items) of the implicit pairs, growing the id maps for ids
-        that `X` did not have."""
-        if isinstance(implicit, tuple) and len(implicit) == 2:
-            users, items = (np.asarray(implicit[0]), np.asarray(implicit[1]))
-            if indexed:
-                users = as_index_array("implicit[0] (users)", users)
-                items = as_index_array("implicit[1] (items)", items)
-            elif users.ndim != 1 or items.ndim != 1:
-                raise ValueError(f"implicit users and items must be one-dimensional, got "
-                                 f"shapes {users.shape} and {items.shape}")
-            if len(users) != len(items):
-                raise ValueError(f"implicit: users and items must have the same length, got "
-                                 f"{len(users)} and {len(items)}")
-        elif sp.issparse(implicit) or hasattr(implicit, "to_arrays"):
-            if sp.issparse(implicit):
-                if not indexed:
-                    raise TypeError("implicit must be a Ratings or a (users, items) tuple of "
-                                    "raw ids when X is a Ratings, got a scipy.sparse matrix")
-                coo = sp.coo_matrix(implicit)
-                users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-            else:
-                if indexed:
-                    raise TypeError("implicit must be a scipy.sparse matrix or a (users, items) "
-                                    "tuple of indices when X is, got a Ratings")
-                users, items, _ = implicit.to_arrays()
-        else:
-            raise TypeError("implicit must be a mfsgd.Ratings, a scipy.sparse matrix or a "
-                            f"(users, items) tuple, got {type(implicit).__name__}")
+    def _implicit_pairs(self, users, items):
+        """Model rows (users, items) of raw implicit pairs, growing the id maps for ids that
+        the ratings did not have."""
         self._user_map, _ = self._user_map.extended(users)
         self._item_map, _ = self._item_map.extended(items)
         return (self._user_map.lookup(users, "implicit users"),
@@ -364,6 +340,29 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         NotImplementedError
         """
         raise NotImplementedError("SVDpp.load is not available yet")
+
+
+def _implicit_ids(implicit):
+    """Raw (users, items) id arrays of implicit feedback given as a Ratings, a scipy.sparse
+    matrix (its stored entries) or a (users, items) tuple."""
+    if isinstance(implicit, tuple) and len(implicit) == 2:
+        users = as_id_array("implicit[0] (users)", implicit[0])
+        items = as_id_array("implicit[1] (items)", implicit[1])
+        if len(users) != len(items):
+            raise ValueError(f"implicit: users and items must have the same length, got "
+                             f"{len(users)} and {len(items)}")
+        return users, items
+    if sp.issparse(implicit):
+        if implicit.ndim != 2:
+            raise ValueError(f"implicit must be two-dimensional, got {implicit.ndim} "
+                             "dimensions")
+        coo = implicit.tocoo()
+        return coo.row.astype(np.int64), coo.col.astype(np.int64)
+    if hasattr(implicit, "to_arrays"):
+        users, items, _ = implicit.to_arrays()
+        return users, items
+    raise TypeError("implicit must be a mfsgd.Ratings, a scipy.sparse matrix or a "
+                    f"(users, items) tuple of raw ids, got {type(implicit).__name__}")
 
 
 def _grown(train, n_users, n_items):
