@@ -73,9 +73,27 @@ def _own_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def layout_blocks(model):
+    """The number of row/column blocks a fitted model trained with.  Builds from before the
+    fitted state moved into ``fit_state_`` (measured with ``--baseline``) kept the layout in
+    the model itself."""
+    state = getattr(model, "fit_state_", None)
+    return int((state.layout if state is not None else model._layout).n_blocks)
+
+
+def kernel_module():
+    """mfsgd's compiled SGD module (``mfsgd._kernels._sgd``; ``mfsgd._sgd`` in builds from
+    before the kernels moved into ``mfsgd/_kernels/``, which ``--baseline`` may measure)."""
+    try:
+        from mfsgd._kernels import _sgd
+    except ImportError:
+        from mfsgd import _sgd
+    return _sgd
+
+
 def kernel_isa(n_factors=None):
     """The instruction set mfsgd's kernel uses (for `n_factors` when it chooses per k)."""
-    from mfsgd import _sgd
+    _sgd = kernel_module()
     if n_factors is not None:
         try:
             return _sgd.current_isa(n_factors)
@@ -148,7 +166,7 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
         "n_factors": n_factors, "n_threads": n_threads, "n_epochs": n_epochs,
         "n_ratings": len(train[2]) + len(test[2]), "n_train": len(train[2]),
         "n_test": len(test[2]), "n_users": int(model.n_users_), "n_items": int(model.n_items_),
-        "n_blocks": int(model._layout.n_blocks),
+        "n_blocks": layout_blocks(model),
         "epoch_seconds": seconds, "median_epoch_seconds": median,
         "mupd_s": len(train[2]) / median / 1e6 if median > 0 else None,
         "fit_seconds": fit_seconds,

@@ -1,5 +1,6 @@
 """Input checks at the public boundary: every message names the argument and the bad value."""
 import numbers
+import os
 
 import numpy as np
 
@@ -25,6 +26,13 @@ def check_float(name, value, minimum=None, strictly_positive=False):
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return value
+
+
+def check_n_threads(name, value):
+    """The thread count `value` stands for: None means every core, else an int >= 1."""
+    if value is None:
+        return os.cpu_count() or 1
+    return check_int(name, value, 1)
 
 
 def check_choice(name, value, choices):

@@ -327,10 +327,11 @@ def test_help_shows_every_default(command, capsys):
 
 def test_model_options_take_defaults_and_choices_from_the_model(monkeypatch, capsys):
     from mfsgd import cli
-    from mfsgd import model as model_module
+    from mfsgd.models import mf as model_module
     signature = inspect.signature(MatrixFactorization.__init__)
     defaults = dict(signature.parameters)
-    monkeypatch.setattr(model_module, "SCHEDULES", (*model_module.SCHEDULES, "new-schedule"))
+    monkeypatch.setattr(model_module, "LEARNING_RATE_SCHEDULES",
+                        (*model_module.LEARNING_RATE_SCHEDULES, "new-schedule"))
     changed = tuple({"n_factors": 7, "learning_rate": 0.0123}.get(name, p.default)
                     for name, p in defaults.items() if p.default is not p.empty)
     monkeypatch.setattr(MatrixFactorization.__init__, "__defaults__", changed)
@@ -428,13 +429,13 @@ def cli_exit_broken_pipe():
 
 def capture_figures(monkeypatch):
     """Make the commands' save_figure record (figure, path) as well as write the file."""
-    from mfsgd import _cli_plots
-    figures, save = [], _cli_plots.save_figure
+    from mfsgd.cli import _plots
+    figures, save = [], _plots.save_figure
 
     def recording_save(figure, path):
         figures.append((figure, str(path)))
         save(figure, path)
-    monkeypatch.setattr(_cli_plots, "save_figure", recording_save)
+    monkeypatch.setattr(_plots, "save_figure", recording_save)
     return figures
 
 

@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from mfsgd import Ratings, datasets
+from mfsgd import Ratings
+from mfsgd.data import datasets
 from mfsgd.datasets import load_movielens, load_movielens_split
 
 # Tiny stand-ins for each MovieLens layout: {file name: bytes}.
@@ -290,7 +291,7 @@ def test_pinned_checksum(tmp_path, server, monkeypatch):
 STALLED_DOWNLOAD = """
 import sys
 from pathlib import Path
-from mfsgd import _download
+from mfsgd.data import _download
 _download.download(sys.argv[1], Path(sys.argv[2]), "by hand")
 """
 

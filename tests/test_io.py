@@ -11,8 +11,8 @@ import pytest
 
 import mfsgd
 from mfsgd import Ratings, read_ratings
-from mfsgd import io as mio
-from mfsgd.ratings import _stable_sort
+from mfsgd.data import io as mio
+from mfsgd.data.ratings import _stable_sort
 
 ROWS = [(1, 10, 4.0), (1, 20, 3.5), (2, 10, 5.0), (3, 30, 1.0), (2, 30, 2.5)]
 
@@ -455,7 +455,7 @@ def test_from_arrays_with_small_integer_ids(dtype):
 def test_scanner_fast_paths_agree_with_python():
     """The SWAR integer and decimal parsers accept exactly the plain spellings they claim and
     return Python's value for them; everything else is left to the fallback."""
-    from mfsgd import _textscan
+    from mfsgd.data import _textscan
 
     rng = random.Random(1)
     fields = []
@@ -639,7 +639,7 @@ def test_line_length_is_bounded(tmp_path, monkeypatch):
 def test_line_chunks_against_python(block):
     """LineChunks yields exactly the lines Python finds (CR, CRLF split across reads, a last
     line without a break), whatever the block size, and bounds lines exactly."""
-    from mfsgd._textsource import LineChunks
+    from mfsgd.data._textsource import LineChunks
 
     rng = random.Random(block)
     for _ in range(200):

@@ -186,7 +186,7 @@ def test_top_k_items_matches_predict_on_synthetic_data():
     model.fit((users, items, ratings))
     top = top_k_items(model, np.arange(60), k=5, batch_size=7)
     grid_u, grid_i = np.meshgrid(np.arange(60), np.arange(40), indexing="ij")
-    predicted = model._predict_indices(grid_u.ravel(), grid_i.ravel()).reshape(60, 40)
+    predicted = model.fit_state_.predict_rows(grid_u.ravel(), grid_i.ravel()).reshape(60, 40)
     unclipped = model.user_factors_ @ model.item_factors_.T + model.item_bias_
     expected = np.argsort(-unclipped, axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(top, expected)

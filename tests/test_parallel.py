@@ -50,7 +50,7 @@ def test_build_without_openmp_trains_single_threaded_with_a_warning(tmp_path):
     assert "without OpenMP" in build.stderr
     code = (
         "import warnings, numpy as np, mfsgd\n"
-        "from mfsgd import _sgd\n"
+        "from mfsgd._kernels import _sgd\n"
         "assert not _sgd.HAVE_OPENMP\n"
         "u, i, r = mfsgd.make_synthetic(n_users=200, n_items=100, n_ratings=5000)\n"
         "with warnings.catch_warnings(record=True) as caught:\n"

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import mfsgd
-from mfsgd import MatrixFactorization, NotFittedError, _sgd, make_synthetic
+from mfsgd import MatrixFactorization, NotFittedError, make_synthetic
+from mfsgd._kernels import _sgd
 
 
 @pytest.fixture(scope="module")

@@ -48,9 +48,9 @@ def test_prediction_is_the_svdpp_formula(synthetic):
     np.testing.assert_allclose(model.predict(users, items), np.clip(want, *model.rating_range_),
                                atol=1e-9)
     # the implicit part is there: the user vectors are not the free factors alone
-    state = model._svd_state
+    state = model.fit_state_
     rated = np.flatnonzero(np.bincount(train[0]))[:5]
-    assert not np.allclose(model.user_factors_[rated], state["P"][rated, :8])
+    assert not np.allclose(model.user_factors_[rated], state.user_p[rated])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -92,7 +92,7 @@ def test_implicit_pairs_join_n_of_u_and_new_ids_get_factors(synthetic):
     plain = small_svdpp().fit(train)
     assert not np.allclose(model.user_factors_[:n_users], plain.user_factors_)
     # the new user has no rating and no bias, but an implicit term from items 0 and n_items
-    vector = model.user_factors_[n_users] - model._svd_state["P"][n_users, :8]
+    vector = model.user_factors_[n_users] - model.fit_state_.user_p[n_users]
     want = (model.implicit_factors_[0] + model.implicit_factors_[n_items]) / np.sqrt(2)
     np.testing.assert_allclose(vector, want, rtol=1e-5, atol=1e-7)
     assert model.user_bias_[n_users] == 0
@@ -143,18 +143,6 @@ def test_implicit_ids_of_another_kind_than_the_ratings(string_id_ratings):
 def test_bad_parameters(synthetic, params, error, match):
     with pytest.raises(error, match=match):
         small_svdpp(**params).fit(synthetic[0])
-
-
-def test_methods_not_available_yet_say_so(synthetic, tmp_path):
-    model = small_svdpp(n_epochs=1).fit(synthetic[0])
-    with pytest.raises(NotImplementedError, match="partial_fit"):
-        model.partial_fit(synthetic[0])
-    with pytest.raises(NotImplementedError, match="fold_in"):
-        model.fold_in({1: 4.0})
-    with pytest.raises(NotImplementedError, match="pickle"):
-        model.save(tmp_path / "model.npz")
-    with pytest.raises(NotImplementedError, match="load"):
-        SVDpp.load(tmp_path / "model.npz")
 
 
 def test_recommend_scores_are_the_unclipped_predictions(synthetic):
@@ -226,3 +214,176 @@ def test_readme_svdpp_configuration_on_movielens_100k(ml100k_dir, ml100k_u1):
     assert result["test_rmse"].mean() <= 0.898
     train, test = ml100k_u1
     assert model.fit(train).score(test) <= 0.908
+
+
+# ---------------------------------------------------------------- continuing, Ctrl-C, new data
+def history_without_seconds(model):
+    return [{key: value for key, value in record.items() if key != "seconds"}
+            for record in model.history_]
+
+
+def assert_same_svdpp(a, b):
+    for name in ("user_factors_", "item_factors_", "implicit_factors_", "user_bias_",
+                 "item_bias_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert np.array_equal(a.fit_state_.user_p, b.fit_state_.user_p)
+    assert history_without_seconds(a) == history_without_seconds(b)
+
+
+@pytest.mark.parametrize("n_blocks", [2, 4])
+def test_fit_then_partial_fit_is_one_longer_fit(synthetic, n_blocks):
+    """Pending implicit updates and the cells survive between calls: exact continuation."""
+    train, test = synthetic
+    whole = small_svdpp(n_epochs=5, n_blocks=n_blocks).fit(train, validation=test)
+    split = small_svdpp(n_epochs=2, n_blocks=n_blocks).fit(train, validation=test)
+    split.partial_fit(train, n_epochs=3, validation=test)
+    assert_same_svdpp(split, whole)
+
+
+def test_interrupted_fit_continues_exactly(synthetic, monkeypatch):
+    """Ctrl-C lands between kernel calls of about 0.05 s (here one sub-epoch each); the
+    model predicts from the finished sub-epochs and partial_fit completes the epoch."""
+    import signal
+
+    from mfsgd._kernels import _svdpp
+    from mfsgd.training import loop
+    train, test = synthetic
+    whole = small_svdpp(n_epochs=4, n_blocks=4).fit(train, validation=test)
+    monkeypatch.setattr(loop, "CHECK_SECONDS", 0.0)
+    count, real_kernel = [0], _svdpp.svdpp_epoch
+
+    def kernel(*args, **kwargs):
+        count[0] += 1
+        if count[0] == 6:
+            signal.raise_signal(signal.SIGINT)   # lands while the call runs: epoch 2, block 2
+        return real_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(_svdpp, "svdpp_epoch", kernel)
+    model = small_svdpp(n_epochs=4, n_blocks=4)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(train, validation=test)
+    assert count[0] == 6 and [r["epoch"] for r in model.history_] == [1]
+    # the published vectors hold the finished sub-epochs, not only the first epoch
+    one_epoch = small_svdpp(n_epochs=1, n_blocks=4).fit(train)
+    stopped = model.predict(test[0][:100], test[1][:100])
+    assert np.isfinite(stopped).all()
+    assert not np.array_equal(model.user_factors_, one_epoch.user_factors_)
+    model.partial_fit(train, n_epochs=3, validation=test)
+    assert_same_svdpp(model, whole)
+
+
+def test_partial_fit_on_new_data_grows_the_model_and_n_of_u(synthetic):
+    train, test = synthetic
+    users, items, ratings = train
+    old = users < 400
+    model = small_svdpp(n_epochs=3).fit((users[old], items[old], ratings[old]))
+    n_users = model.n_users_
+    before = model.fit_state_.implicit_indptr.copy()
+    model.partial_fit(train, n_epochs=2, implicit=(test[0][:50], test[1][:50]))
+    state = model.fit_state_
+    assert model.n_users_ == len(np.unique(users)) > n_users
+    assert state.user_p.shape == model.user_factors_.shape == (model.n_users_, 8)
+    # N(u) gained the new ratings and the implicit pairs, and kept what it held
+    sizes = np.diff(state.implicit_indptr)
+    assert (sizes[:n_users] >= np.diff(before)).all()
+    user0 = test[0][0]
+    row = int(state.user_map.lookup([user0])[0])
+    assert int(state.item_map.lookup([test[1][0]])[0]) in \
+        state.implicit_indices[state.implicit_indptr[row]:state.implicit_indptr[row + 1]]
+    assert model.score(test) < 1.2
+
+
+def test_save_and_load_round_trip(synthetic, tmp_path):
+    train, test = synthetic
+    model = small_svdpp(implicit_regularization=0.01).fit(
+        train, implicit=(test[0][:300], test[1][:300]))
+    path = tmp_path / "svdpp.npz"
+    model.save(path)
+    for loaded in (SVDpp.load(path), mfsgd.load(path)):
+        assert type(loaded) is SVDpp and loaded.get_params() == model.get_params()
+        for name in ("user_factors_", "item_factors_", "implicit_factors_", "user_bias_",
+                     "item_bias_"):
+            assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
+        assert np.array_equal(loaded.fit_state_.implicit_indices,
+                              model.fit_state_.implicit_indices)
+        assert np.array_equal(loaded.predict(test[0], test[1]), model.predict(test[0], test[1]))
+    with np.load(path) as archive:
+        assert int(archive["format_version"]) == 2 and str(archive["model_class"]) == "SVDpp"
+    with pytest.raises(ValueError, match="holds a SVDpp, not a MatrixFactorization"):
+        mfsgd.MatrixFactorization.load(path)
+    # continuing after load is reproducible, from y with every pending update written
+    first = SVDpp.load(path).partial_fit(train, n_epochs=2)
+    second = SVDpp.load(path).partial_fit(train, n_epochs=2)
+    assert_same_svdpp(first, second)
+    assert first.score(test) < model.score(test) + 0.05
+
+
+def test_matrix_factorization_files_stay_format_1_and_load_anywhere(synthetic, tmp_path):
+    path = tmp_path / "mf.npz"
+    model = mfsgd.MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(synthetic[0])
+    model.save(path)
+    with np.load(path) as archive:
+        assert int(archive["format_version"]) == 1 and "model_class" not in archive.files
+    assert type(mfsgd.load(path)) is mfsgd.MatrixFactorization
+    with pytest.raises(ValueError, match="holds a MatrixFactorization, not a SVDpp"):
+        SVDpp.load(path)
+
+
+def test_a_model_file_with_a_bad_n_of_u_is_refused(synthetic, tmp_path):
+    from mfsgd import persistence
+    model = small_svdpp(n_epochs=1).fit(synthetic[0])
+    arrays = persistence._model_arrays(model)
+    arrays["implicit_indices"] = arrays["implicit_indices"].copy()
+    row = slice(*arrays["implicit_indptr"][:2])
+    arrays["implicit_indices"][row] = arrays["implicit_indices"][row][::-1]
+    arrays["sha256"] = np.array(persistence.digest(arrays))
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="implicit_indptr/implicit_indices"):
+        SVDpp.load(path)
+
+
+def test_fold_in_matches_the_least_squares_solution(synthetic):
+    train, test = synthetic
+    model = small_svdpp(dtype=np.float64).fit(train)
+    state = model.fit_state_
+    rated = {int(i): float(r) for i, r in zip(test[1][:12], test[2][:12])}
+    extra = [int(test[1][20]), int(test[1][21])]
+    vector, bias = model.fold_in(rated, implicit=extra)
+    n_set = np.unique(state.item_map.lookup(list(rated) + extra))
+    z = state.implicit_factors[n_set].sum(axis=0) / np.sqrt(len(n_set))
+    p = vector - z
+    # the normal equations of the ridge problem in (p, b_u) hold at the solution
+    index = state.item_map.lookup(list(rated))
+    q = state.item_factors[index]
+    residual = (np.array(list(rated.values())) - model.global_mean_ - state.item_bias[index]
+                - bias - q @ (p + z))
+    n = len(index)
+    np.testing.assert_allclose(q.T @ residual, model.regularization * n * p, atol=1e-9)
+    np.testing.assert_allclose(residual.sum(), model.regularization * n * bias, atol=1e-9)
+    # only implicit feedback: p = 0, bias 0, the vector is z
+    alone, zero = model.fold_in({}, implicit=extra)
+    two = state.item_map.lookup(extra)
+    np.testing.assert_allclose(alone, state.implicit_factors[two].sum(axis=0) / np.sqrt(2))
+    assert zero == 0.0
+    with pytest.raises(ValueError, match="no item known"):
+        model.fold_in({10**9: 3.0})
+
+
+def test_fold_in_adds_a_user_that_training_keeps(synthetic):
+    train, test = synthetic
+    model = small_svdpp(n_epochs=2).fit(train)
+    ratings = {int(i): float(r) for i, r in zip(test[1][:10], test[2][:10])}
+    newcomer = 10**6
+    vector, bias = model.fold_in(ratings, user=newcomer)
+    assert np.allclose(model.user_factors(newcomer), vector)
+    items, scores = model.recommend(newcomer, n=3)
+    assert len(items) == 3
+    model.partial_fit(train, n_epochs=1)            # same data: training goes on
+    state = model.fit_state_
+    row = int(state.user_map.lookup([newcomer])[0])
+    z = state.implicit_factors[state.implicit_indices[state.implicit_indptr[row]:
+                                                      state.implicit_indptr[row + 1]]]
+    np.testing.assert_allclose(model.user_factors_[row],
+                               state.user_p[row] + z.sum(axis=0) / np.sqrt(len(z)), rtol=1e-5,
+                               atol=1e-6)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfsgd import _sgd, _svdpp
-from mfsgd._csr import IndexedRatings
-from mfsgd._layout import epoch_schedule
-from mfsgd._svdpp_layout import build_svdpp_layout, implicit_sets
+from mfsgd._kernels import _sgd, _svdpp
+from mfsgd.data._csr import IndexedRatings
+from mfsgd.training.layout import block_schedule as epoch_schedule
+from mfsgd.training.svdpp_layout import build_svdpp_layout, implicit_sets
 
 
 def ratings_with_implicit(n_users=150, n_items=40, density=0.3, extra=0.1, seed=0):

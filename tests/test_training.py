@@ -30,7 +30,7 @@ def test_schedules_train(data, schedule):
         assert rates == pytest.approx([0.02 / (1 + 0.1 * t) for t in range(6)])
         assert fitted.score(data[1]) < 1.0
     else:
-        assert (fitted._user_grad_sq > 1).any() and fitted.score(data[1]) < 1.0
+        assert (fitted.fit_state_.user_grad_sq > 1).any() and fitted.score(data[1]) < 1.0
 
 
 def test_schedules_beat_constant_on_movielens_after_30_epochs(ml100k_u1):
@@ -72,7 +72,7 @@ def test_early_stopping_restores_best_epoch(data):
 def test_early_stopping_holds_out_a_fraction(data):
     fitted = model(n_epochs=10, early_stopping=True, validation_fraction=0.2).fit(data[0])
     assert "valid_rmse" in fitted.history_[0]
-    assert fitted._n_train == len(data[0][2]) - round(0.2 * len(data[0][2]))
+    assert fitted.fit_state_.n_train == len(data[0][2]) - round(0.2 * len(data[0][2]))
 
 
 @pytest.mark.parametrize("n_blocks", [1, 3])
@@ -213,8 +213,9 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
     """Deliver a real SIGINT to this process during the given (1-based) kernel calls, with one
     sub-epoch per call."""
     import signal
-    from mfsgd import _sgd, model as model_module
-    monkeypatch.setattr(model_module, "CHECK_SECONDS", 0.0)
+    from mfsgd._kernels import _sgd
+    from mfsgd.training import loop
+    monkeypatch.setattr(loop, "CHECK_SECONDS", 0.0)
     count, real_kernel = [0], _sgd.sgd_epoch
 
     def kernel(*args, **kwargs):
@@ -223,7 +224,7 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
             signal.raise_signal(signal.SIGINT)     # lands while the kernel call runs
         return real_kernel(*args, **kwargs)
 
-    monkeypatch.setattr(model_module._sgd, "sgd_epoch", kernel)
+    monkeypatch.setattr(_sgd, "sgd_epoch", kernel)
     return count
 
 
@@ -262,10 +263,10 @@ def test_interrupted_fit_keeps_a_consistent_model_that_continues_exactly(data, m
 def test_sub_epochs_per_kernel_call_do_not_change_the_model(data, monkeypatch, n_blocks):
     """The kernel runs consecutive sub-epochs in one call or in several (between which Ctrl-C
     is checked) with the same result."""
-    from mfsgd import model as model_module
+    from mfsgd.training import loop
     fits = []
     for check_seconds in (0.0, 1e-6, 1e9):
-        monkeypatch.setattr(model_module, "CHECK_SECONDS", check_seconds)
+        monkeypatch.setattr(loop, "CHECK_SECONDS", check_seconds)
         fits.append(model(n_epochs=3, n_blocks=n_blocks, learning_rate_schedule="adagrad")
                     .fit(data[0], validation=data[1]))
     for other in fits[1:]:
@@ -307,13 +308,13 @@ def test_interrupted_epoch_ends_on_its_own_data_before_new_data_is_adopted(data,
 
 
 def test_interrupt_before_the_first_epoch_leaves_the_model_unfitted(data, monkeypatch):
-    from mfsgd import model as model_module
+    from mfsgd.training import setup
 
     def interrupted_layout(*args, **kwargs):
         raise KeyboardInterrupt
 
     fitted = model().fit(data[0])
-    monkeypatch.setattr(model_module, "build_layout", interrupted_layout)
+    monkeypatch.setattr(setup, "build_layout", interrupted_layout)
     with pytest.raises(KeyboardInterrupt):
         fitted.fit(data[0])
     assert not hasattr(fitted, "user_factors_") and not hasattr(fitted, "history_")

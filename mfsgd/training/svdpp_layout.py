@@ -1,7 +1,7 @@
-"""Lay ratings and implicit feedback out for the SVD++ kernel (:mod:`mfsgd._svdpp`).
+"""Lay ratings and implicit feedback out for the SVD++ kernel (:mod:`mfsgd._kernels._svdpp`).
 
 Users and items are split into B row and B column blocks as for matrix factorization
-(:func:`mfsgd._layout.balanced_blocks`).  N(u), the items of user u's implicit feedback (the
+(:func:`mfsgd.training.layout.balanced_blocks`).  N(u), the items of user u's implicit feedback (the
 rated items plus any extra pairs), is cut by column block into *cells*: one cell per user and
 column block where N(u) has items.  Cells are numbered user by user (a user's cells are
 consecutive, by column block), and their items are stored in that order, so the cells of a
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from . import _svdpp
-from ._layout import balanced_blocks
+from .._kernels import _svdpp
+from .layout import balanced_blocks
 
 
 @dataclass
