@@ -118,8 +118,9 @@ def median_epoch_seconds(history):
     return float(np.median([record["seconds"] for record in history]))
 
 
-def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True, **params):
-    """Fit MatrixFactorization on the 90 % split of `data` and return the measurements.
+def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True, model="mf",
+                **params):
+    """Fit MatrixFactorization (or SVDpp) on the 90 % split of `data`; return the measurements.
 
     Parameters
     ----------
@@ -131,6 +132,8 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     validate : bool
         Record the test RMSE after every epoch (outside the timed kernel call) for the
         RMSE-versus-time curve.
+    model : {"mf", "svdpp"}
+        The estimator: MatrixFactorization or SVDpp (with its default implicit parameters).
 
     Returns
     -------
@@ -144,8 +147,11 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     import mfsgd
 
     train, test = load_split(data)
-    model = mfsgd.MatrixFactorization(n_factors=n_factors, n_epochs=n_epochs,
-                                      n_threads=n_threads, random_state=random_state, **params)
+    estimator = {"mf": mfsgd.MatrixFactorization, "svdpp": getattr(mfsgd, "SVDpp", None)}[model]
+    if estimator is None:
+        raise RuntimeError(f"this mfsgd ({mfsgd.__file__}) has no SVDpp")
+    model = estimator(n_factors=n_factors, n_epochs=n_epochs, n_threads=n_threads,
+                      random_state=random_state, **params)
     gc.collect()
     before = _status_kib()
     peak_reset = _reset_peak_rss()
