@@ -156,7 +156,7 @@ def threads_speedup(n_ratings, factors, repeats, log, wait_idle=0):
             log(f"  k={k} repeat {repeat + 1}: 1 thread {row['epoch_s_1']:.3f} s/epoch, "
                 f"2 threads {row['epoch_s_2']:.3f} s/epoch, speed-up {row['speedup']:.2f} "
                 f"(other processes: {_cores(load_1)} and {_cores(load_2)} cores)")
-        out.append({"n_factors": k, "n_blocks": one._svd_layout.n_blocks, "repeats": rows,
+        out.append({"n_factors": k, "n_blocks": one.fit_state_.layout.n_blocks, "repeats": rows,
                     "median": {key: float(np.median([row[key] for row in rows]))
                                for key in ("epoch_s_1", "epoch_s_2", "speedup")}})
         del one, two

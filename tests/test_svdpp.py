@@ -387,3 +387,23 @@ def test_fold_in_adds_a_user_that_training_keeps(synthetic):
     np.testing.assert_allclose(model.user_factors_[row],
                                state.user_p[row] + z.sum(axis=0) / np.sqrt(len(z)), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_cross_validate_with_the_test_pairs_as_implicit_feedback(synthetic):
+    """Koren's protocol: each fold fits with its test pairs in N(u), as fit(train,
+    implicit=(test users, test items)) does."""
+    from mfsgd.model_selection import KFold
+    train, _ = synthetic
+    folds = KFold(2, shuffle=True, random_state=0)
+    koren = cross_validate(small_svdpp(), train, cv=folds, implicit="test",
+                           return_estimator=True)
+    plain = cross_validate(small_svdpp(), train, cv=folds)
+    assert not np.array_equal(koren["test_rmse"], plain["test_rmse"])
+    fold_train, fold_test = next(iter(folds.split(mfsgd.Ratings.from_arrays(*train))))
+    users, items, _ = fold_test.to_arrays()
+    by_hand = small_svdpp().fit(fold_train, implicit=(users, items))
+    assert np.array_equal(koren["estimator"][0].user_factors_, by_hand.user_factors_)
+    with pytest.raises(TypeError, match="SVDpp"):
+        cross_validate(mfsgd.MatrixFactorization(n_epochs=1), train, cv=2, implicit="test")
+    with pytest.raises(ValueError, match="implicit must be None or 'test'"):
+        cross_validate(small_svdpp(), train, cv=2, implicit="train")
