@@ -6,7 +6,8 @@ import scipy.sparse as sp
 from mfsgd._kernels import _sgd, _svdpp
 from mfsgd.data._csr import IndexedRatings
 from mfsgd.training.layout import block_schedule as epoch_schedule
-from mfsgd.training.svdpp_layout import build_svdpp_layout, implicit_sets
+from mfsgd.training.layout import balanced_blocks
+from mfsgd.training.svdpp_layout import SvdppLayout, build_svdpp_layout, implicit_sets
 
 
 def ratings_with_implicit(n_users=150, n_items=40, density=0.3, extra=0.1, seed=0):
@@ -327,3 +328,102 @@ def test_epoch_rejects_mismatched_rows():
     state[2] = np.zeros((ratings.n_items, 16))
     with pytest.raises(ValueError, match="Y must have rows of 8 values"):
         kernel_epoch(state, layout, epoch_schedule(1, np.random.default_rng(0)), 0)
+
+
+def numpy_svdpp_layout(ratings, n_indptr, n_indices, n_blocks, rng):
+    """The layout as the first, vectorised NumPy builder made it (argsorts): the reference
+    that the nogil builder must reproduce array for array."""
+    n_users, n_items, B = ratings.n_users, ratings.n_items, n_blocks
+    indptr = np.asarray(ratings.indptr, dtype=np.int64)
+    indices = np.asarray(ratings.indices, dtype=np.int32)
+    user_counts = np.diff(indptr)
+    n_counts = np.diff(n_indptr)
+    item_counts = np.bincount(indices, minlength=n_items)
+    implicit_counts = np.bincount(n_indices, minlength=n_items)
+    row_block = balanced_blocks(user_counts + n_counts, B, rng)
+    col_block = balanced_blocks(item_counts + implicit_counts, B, rng)
+    seed = int(rng.integers(0, 2**63))
+
+    # Each user's ratings weigh on the y of every item in N(u) (the objective's weights).
+    n_users_of = np.repeat(np.arange(n_users, dtype=np.int32), n_counts)
+    implicit_weights = np.bincount(n_indices, weights=user_counts[n_users_of].astype(np.float64),
+                                   minlength=n_items)
+
+    # cells: N entries grouped by (user, column block), items ascending within a cell; the
+    # temporaries (8 bytes an entry) are dropped as soon as they are used, to bound the peak
+    n_key = n_users_of.astype(np.int64) * B + col_block[n_indices]
+    del n_users_of
+    by_cell = np.argsort(n_key, kind="stable")
+    cell_items = np.ascontiguousarray(n_indices[by_cell], dtype=np.int32)
+    sorted_key = n_key[by_cell]
+    del n_key, by_cell
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) \
+        if len(sorted_key) else np.zeros(0, dtype=np.int64)
+    cell_key = sorted_key[starts]
+    n_cells = len(cell_key)
+    cell_item_ptr = np.append(starts, len(sorted_key)).astype(np.int64)
+    del sorted_key, starts
+    cell_user, cell_column = cell_key // B, cell_key % B
+    user_cell_ptr = np.searchsorted(cell_user, np.arange(n_users + 1)).astype(np.int64)
+
+    # runs: one per cell, block by block, users ascending within a block
+    cell_block = row_block[cell_user].astype(np.int64) * B + cell_column
+    run_cell = np.argsort(cell_block, kind="stable").astype(np.int32)
+    block_ptr = np.zeros(B * B + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell_block, minlength=B * B), out=block_ptr[1:])
+    run_user = cell_user[run_cell].astype(np.int32)
+    run_of_cell = np.empty(n_cells, dtype=np.int64)
+    run_of_cell[run_cell] = np.arange(n_cells)
+
+    # each rating goes to the run of its (user, column block) cell
+    rating_key = np.repeat(np.arange(n_users, dtype=np.int64), user_counts) * B \
+        + col_block[indices]
+    rating_cell = np.searchsorted(cell_key, rating_key)
+    if len(rating_key) and (n_cells == 0 or not np.array_equal(
+            cell_key[np.minimum(rating_cell, n_cells - 1)], rating_key)):
+        raise ValueError("the implicit sets N(u) must hold every rated item")
+    del rating_key
+    rating_run = run_of_cell[rating_cell]
+    del rating_cell
+    by_run = np.argsort(rating_run, kind="stable")
+    items = np.ascontiguousarray(indices[by_run], dtype=np.int32)
+    values = np.ascontiguousarray(np.asarray(ratings.data)[by_run], dtype=np.float32)
+    del by_run
+    run_ptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rating_run, minlength=n_cells), out=run_ptr[1:])
+    del rating_run
+    _svdpp.shuffle_runs(run_ptr, items, values, seed)
+
+    # the cells of each column block, in user order (for applying pending maps)
+    column_cells = np.argsort(cell_column, kind="stable").astype(np.int32)
+    column_cell_ptr = np.zeros(B + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell_column, minlength=B), out=column_cell_ptr[1:])
+
+    return SvdppLayout(B, block_ptr, run_user, run_cell, run_ptr, items, values,
+                       np.empty(n_cells, dtype=np.int32), np.zeros(B * B), user_cell_ptr,
+                       cell_item_ptr, cell_items, column_cell_ptr, column_cells,
+                       user_counts.astype(np.float64), item_counts.astype(np.float64),
+                       implicit_weights)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 3, 8])
+def test_layout_builder_matches_the_numpy_reference(n_blocks):
+    ratings, extra = ratings_with_implicit(seed=11)
+    sets = implicit_sets(ratings, extra)
+    built = build_svdpp_layout(ratings, *sets, n_blocks, np.random.default_rng(3))
+    want = numpy_svdpp_layout(ratings, *sets, n_blocks, np.random.default_rng(3))
+    for name, value in vars(want).items():
+        if name != "order":                         # scratch
+            np.testing.assert_array_equal(getattr(built, name), value, err_msg=name)
+
+
+def test_layout_builder_refuses_rated_items_outside_n_of_u():
+    ratings, _ = ratings_with_implicit(seed=12)
+    indptr, indices = implicit_sets(ratings)
+    first_rated = ratings.indices[ratings.indptr[0]]               # user 0 loses it from N(u)
+    at = indptr[0] + np.searchsorted(indices[indptr[0]:indptr[1]], first_rated)
+    short_indptr = indptr.copy()
+    short_indptr[1:] -= 1
+    with pytest.raises(ValueError, match="must hold every rated item"):
+        build_svdpp_layout(ratings, short_indptr, np.delete(indices, at), 2,
+                           np.random.default_rng(0))

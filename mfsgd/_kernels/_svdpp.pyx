@@ -104,6 +104,129 @@ def shuffle_runs(const int64_t[::1] run_ptr, int32_t[::1] items, float[::1] rati
                                  run_ptr[r + 1] - run_ptr[r], mf_stream_seed(seed, r))
 
 
+def count_cells(const int64_t[::1] n_indptr, const int32_t[::1] n_indices,
+                const int64_t[::1] indptr, const int32_t[::1] row_block,
+                const int32_t[::1] col_block, int n_blocks, double[::1] implicit_weights):
+    """Count the cells (user, column block with items of N(u)) per block of the layout, and
+    add to ``implicit_weights[j]`` the number of ratings of every user with j in N(u).
+
+    Returns
+    -------
+    n_cells : int
+    cells_per_block : ndarray of int64, shape (n_blocks ** 2,)
+    cells_per_column : ndarray of int64, shape (n_blocks,)
+    """
+    cdef int64_t n_users = n_indptr.shape[0] - 1, u, s, cb, n_cells = 0
+    cdef double rated
+    per_block = np.zeros(n_blocks * n_blocks, dtype=np.int64)
+    per_column = np.zeros(n_blocks, dtype=np.int64)
+    last = np.full(n_blocks, -1, dtype=np.int64)
+    cdef int64_t[::1] block_count = per_block, column_count = per_column, last_user = last
+    with nogil:
+        for u in range(n_users):
+            rated = <double>(indptr[u + 1] - indptr[u])
+            for s in range(n_indptr[u], n_indptr[u + 1]):
+                implicit_weights[n_indices[s]] += rated
+                cb = col_block[n_indices[s]]
+                if last_user[cb] != u:
+                    last_user[cb] = u
+                    block_count[row_block[u] * n_blocks + cb] += 1
+                    column_count[cb] += 1
+                    n_cells += 1
+    return n_cells, per_block, per_column
+
+
+def fill_cells(const int64_t[::1] n_indptr, const int32_t[::1] n_indices,
+               const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] data,
+               const int32_t[::1] row_block, const int32_t[::1] col_block, int n_blocks,
+               const int64_t[::1] block_ptr, const int64_t[::1] column_cell_ptr,
+               int64_t[::1] user_cell_ptr, int64_t[::1] cell_item_ptr, int32_t[::1] cell_items,
+               int32_t[::1] run_user, int32_t[::1] run_cell, int64_t[::1] run_ptr,
+               int32_t[::1] items, float[::1] ratings, int32_t[::1] column_cells):
+    """Write the SVD++ layout into preallocated arrays (see
+    :func:`mfsgd.training.svdpp_layout.build_svdpp_layout`) in two passes over the users with
+    O(n_blocks) scratch besides one int32 per cell: first the cells (user by user, column
+    blocks ascending, each listing its items ascending), their runs (block by block, users
+    ascending), the cells of each column block and the runs' rating counts; then, once
+    ``run_ptr`` is summed, the ratings, in CSR order within each run (not shuffled).
+
+    Raises
+    ------
+    ValueError
+        When a rated item is not in its user's N(u).
+    """
+    cdef int64_t n_users = n_indptr.shape[0] - 1, n_cells = cell_item_ptr.shape[0] - 1
+    cdef int64_t n_runs = run_ptr.shape[0] - 1
+    cdef int64_t u, s, j, cb, blk, cell = 0, run, cursor = 0, missing = -1
+    run_cursor_arr = np.array(block_ptr[:block_ptr.shape[0] - 1], dtype=np.int64)
+    column_cursor_arr = np.array(column_cell_ptr[:column_cell_ptr.shape[0] - 1],
+                                 dtype=np.int64)
+    run_of_cb_arr = np.full(n_blocks, -1, dtype=np.int64)
+    write_arr = np.zeros(n_blocks, dtype=np.int64)
+    cell_run_arr = np.empty(n_cells, dtype=np.int32)
+    cdef int64_t[::1] run_cursor = run_cursor_arr, column_cursor = column_cursor_arr
+    cdef int64_t[::1] run_of_cb = run_of_cb_arr, write_at = write_arr
+    cdef int32_t[::1] cell_run = cell_run_arr
+    with nogil:
+        for run in range(n_runs + 1):
+            run_ptr[run] = 0
+        for u in range(n_users):
+            user_cell_ptr[u] = cell
+            for s in range(n_indptr[u], n_indptr[u + 1]):
+                write_at[col_block[n_indices[s]]] += 1
+            for cb in range(n_blocks):
+                if write_at[cb] == 0:
+                    continue
+                cell_item_ptr[cell] = cursor
+                cursor += write_at[cb]
+                write_at[cb] = cell_item_ptr[cell]
+                blk = row_block[u] * n_blocks + cb
+                run = run_cursor[blk]
+                run_cursor[blk] += 1
+                run_user[run] = <int32_t>u
+                run_cell[run] = <int32_t>cell
+                cell_run[cell] = <int32_t>run
+                run_of_cb[cb] = run
+                column_cells[column_cursor[cb]] = <int32_t>cell
+                column_cursor[cb] += 1
+                cell += 1
+            for s in range(n_indptr[u], n_indptr[u + 1]):
+                cb = col_block[n_indices[s]]
+                cell_items[write_at[cb]] = n_indices[s]
+                write_at[cb] += 1
+            s = n_indptr[u]
+            for j in range(indptr[u], indptr[u + 1]):
+                # both rows are sorted: walk N(u) along the ratings
+                while s < n_indptr[u + 1] and n_indices[s] < indices[j]:
+                    s += 1
+                if s == n_indptr[u + 1] or n_indices[s] != indices[j]:
+                    missing = u
+                    break
+                run_ptr[run_of_cb[col_block[indices[j]]] + 1] += 1
+            if missing >= 0:
+                break
+            for cb in range(n_blocks):
+                run_of_cb[cb] = -1
+                write_at[cb] = 0
+        if missing < 0:
+            user_cell_ptr[n_users] = cell
+            cell_item_ptr[n_cells] = cursor
+            for run in range(n_runs):
+                run_ptr[run + 1] += run_ptr[run]
+            for u in range(n_users):
+                for cell in range(user_cell_ptr[u], user_cell_ptr[u + 1]):
+                    cb = col_block[cell_items[cell_item_ptr[cell]]]
+                    write_at[cb] = run_ptr[cell_run[cell]]
+                for j in range(indptr[u], indptr[u + 1]):
+                    cb = col_block[indices[j]]
+                    items[write_at[cb]] = indices[j]
+                    ratings[write_at[cb]] = data[j]
+                    write_at[cb] += 1
+    if missing >= 0:
+        raise ValueError(f"the implicit sets N(u) must hold every rated item (user row "
+                         f"{missing} rates an item outside it)")
+
+
 cdef inline svdpp_layout_view _view(const int32_t[::1] run_user, const int32_t[::1] run_cell,
                                     const int64_t[::1] run_ptr, const int32_t[::1] items,
                                     const float[::1] ratings, const int64_t[::1] user_cell_ptr,
