@@ -566,14 +566,18 @@ class SVDppKernel:
     def publish(self, state):
         """``implicit_factors``: y with every pending update written (into a copy: training
         keeps its own order of writes); ``user_factors``: p + z for every user, N(u) from the
-        state (so users added by ``fold_in`` after the layout was built count too)."""
+        state (so users added by ``fold_in`` after the layout was built count too), written
+        in place as MatrixFactorization's training writes its factors."""
         k, layout = state.n_factors, state.layout
         implicit = state.train_y.copy()
         _svdpp.apply_pending(implicit, state.cell_scale, state.cell_pending,
                              layout.cell_item_ptr, layout.cell_items, layout.column_cell_ptr,
                              layout.column_cells, self.params["n_threads"])
         state.implicit_factors = np.ascontiguousarray(implicit[:, :k])
-        users = np.empty_like(state.user_p, order="C")
+        users = state.user_factors
+        if users.shape != state.user_p.shape or not users.flags.c_contiguous \
+                or not users.flags.writeable:
+            users = np.empty_like(state.user_p, order="C")
         _svdpp.user_vectors(users, np.ascontiguousarray(state.user_p), state.implicit_factors,
                             np.arange(state.n_users + 1, dtype=np.int64), state.implicit_indptr,
                             state.implicit_indices, n_threads=self.params["n_threads"])
