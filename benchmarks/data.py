@@ -15,6 +15,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RATINGS_PER_USER = 50      # users = ratings / 50, items = ratings / 500: the yardstick's
 RATINGS_PER_ITEM = 500     # defaults (200k users, 20k items for 10M ratings)
+SKEWED_PER_USER = 30       # the skew axis: users = ratings / 30, items = ratings / 150
+SKEWED_PER_ITEM = 150      # (3M ratings: 100k users, 20k items)
 
 
 def bench_dir():
@@ -94,3 +96,36 @@ def make_dataset(n_ratings, directory, seed=0, bench=None):
                                        random_state=seed)
         np.savez(npz, u=u, i=i, r=r)
     return dict(info, npz=str(npz), csr=None, source="mfsgd.make_synthetic")
+
+
+def skewed_shape(n_ratings):
+    """(users, items) of a data set of the skew axis."""
+    return max(n_ratings // SKEWED_PER_USER, 10), max(n_ratings // SKEWED_PER_ITEM, 10)
+
+
+def make_skewed_dataset(n_ratings, skew, directory, seed=0):
+    """Generate (or reuse) ``mfsgd.make_synthetic`` ratings with item popularity Zipf(`skew`).
+
+    Users = ratings / 30 and items = ratings / 150 (so "3M" is 100k users x 20k items); the
+    generator keeps exactly `n_ratings` distinct pairs.  Large, skewed sets take minutes to
+    generate the first time (pairs drawn twice are redrawn); they are cached in `directory`.
+
+    Returns
+    -------
+    dict as :func:`make_dataset`, with "skew".
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    users, items = skewed_shape(n_ratings)
+    n_ratings = min(n_ratings, users * items // 2)
+    name = f"zipf{skew:g}-{format_count(n_ratings)}-u{users}-i{items}-s{seed}-mfsgd.npz"
+    npz = directory / name
+    if not npz.is_file():
+        import mfsgd
+        u, i, r = mfsgd.make_synthetic(n_users=users, n_items=items, n_ratings=n_ratings,
+                                       popularity=skew, random_state=seed)
+        partial = npz.with_suffix(".partial.npz")
+        np.savez(partial, u=u, i=i, r=r)
+        partial.replace(npz)
+    return {"requested": n_ratings, "users": users, "items": items, "seed": seed, "skew": skew,
+            "npz": str(npz), "csr": None, "source": f"mfsgd.make_synthetic(popularity={skew:g})"}

@@ -73,12 +73,16 @@ def _own_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def layout_blocks(model):
-    """The number of row/column blocks a fitted model trained with.  Builds from before the
-    fitted state moved into ``fit_state_`` (measured with ``--baseline``) kept the layout in
-    the model itself."""
+def training_layout(model):
+    """The layout a fitted model trains on.  Builds from before the fitted state moved into
+    ``fit_state_`` (measured with ``--baseline``) kept it in the model itself."""
     state = getattr(model, "fit_state_", None)
-    return int((state.layout if state is not None else model._layout).n_blocks)
+    return state.layout if state is not None else model._layout
+
+
+def layout_blocks(model):
+    """The number of row/column blocks a fitted model trained with."""
+    return int(training_layout(model).n_blocks)
 
 
 def kernel_module():
@@ -118,8 +122,79 @@ def median_epoch_seconds(history):
     return float(np.median([record["seconds"] for record in history]))
 
 
-def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True, model="mf",
-                **params):
+INPUTS = ("tuple", "scipy", "ratings")
+
+
+def as_input(triplets, kind):
+    """The training ratings as the caller would hold them: the (users, items, ratings) tuple
+    itself, a scipy.sparse CSR matrix, or an mfsgd.Ratings."""
+    import mfsgd
+    users, items, ratings = triplets
+    if kind == "tuple":
+        return triplets
+    if kind == "scipy":
+        import scipy.sparse as sp
+        shape = (int(users.max()) + 1, int(items.max()) + 1)
+        matrix = sp.csr_matrix((ratings.astype(np.float32), (users, items)), shape=shape)
+        matrix.sum_duplicates()
+        return matrix
+    if kind == "ratings":
+        return mfsgd.Ratings.from_arrays(users, items, ratings)
+    raise ValueError(f"input must be one of {INPUTS}, got {kind!r}")
+
+
+def input_nbytes(X):
+    """Bytes of the arrays the caller holds for `X` (tuple, scipy matrix or Ratings)."""
+    if isinstance(X, tuple):
+        return int(sum(np.asarray(a).nbytes for a in X))
+    arrays = [X.indptr, X.indices, X.data]
+    arrays += [getattr(X, name) for name in ("user_ids", "item_ids", "timestamps")
+               if getattr(X, name, None) is not None]
+    return int(sum(a.nbytes for a in arrays))
+
+
+class ImbalanceRecorder:
+    """A fit callback that reads each epoch's per-block seconds from the model's layout.
+
+    For every sub-epoch it records the slowest block's seconds over the mean of its blocks
+    ("block imbalance") and, under the kernel's static assignment of the schedule's columns
+    to threads (column t to thread t mod n_threads), the busiest thread's seconds over the
+    mean of the threads ("thread imbalance"; equal to the block imbalance when every thread
+    runs one block).
+    """
+
+    def __init__(self, n_threads):
+        self.n_threads = n_threads
+        self.block, self.thread = [], []
+
+    def __call__(self, record, model):
+        layout = training_layout(model)
+        seconds = getattr(layout, "block_seconds", None)  # None in versions without them
+        schedule = getattr(layout, "schedule", None)
+        if seconds is None or schedule is None:
+            return False
+        threads = max(1, min(self.n_threads, schedule.shape[1]))
+        for row in schedule:
+            times = seconds[row]
+            if times.mean() > 0:
+                self.block.append(float(times.max() / times.mean()))
+                per_thread = [times[j::threads].sum() for j in range(threads)]
+                self.thread.append(float(max(per_thread) / np.mean(per_thread)))
+        return False
+
+    def summary(self):
+        """Mean and worst block and thread imbalance over all sub-epochs (None if none)."""
+        if not self.block:
+            return {"block_imbalance_mean": None, "block_imbalance_max": None,
+                    "thread_imbalance_mean": None, "thread_imbalance_max": None}
+        return {"block_imbalance_mean": float(np.mean(self.block)),
+                "block_imbalance_max": float(np.max(self.block)),
+                "thread_imbalance_mean": float(np.mean(self.thread)),
+                "thread_imbalance_max": float(np.max(self.thread))}
+
+
+def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True,
+                input="tuple", model="mf", **params):
     """Fit MatrixFactorization (or SVDpp) on the 90 % split of `data`; return the measurements.
 
     Parameters
@@ -132,6 +207,9 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     validate : bool
         Record the test RMSE after every epoch (outside the timed kernel call) for the
         RMSE-versus-time curve.
+    input : {"tuple", "scipy", "ratings"}
+        How the training ratings are passed to fit (see :func:`as_input`); they are converted
+        before the memory baseline, so fit's own conversions count and the caller's do not.
     model : {"mf", "svdpp"}
         The estimator: MatrixFactorization or SVDpp (with its default implicit parameters).
 
@@ -142,22 +220,28 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     other_load_cores (CPU that other processes used during the fit, in cores),
     test_rmse, valid_curve (per epoch: cumulative kernel seconds and test RMSE), and memory:
     rss_before_fit_mib, peak_rss_fit_mib (VmHWM reset just before fit), fit_increase_mib
-    (peak during fit minus RSS before fit), ru_maxrss_mib (peak of the whole process).
+    (peak during fit minus RSS before fit), ru_maxrss_mib (peak of the whole process),
+    input_mib (the caller's arrays), model_mib = rating arrays (8 bytes per rating and per
+    user: CSR of int32 items, float32 ratings, int64 row pointers) + factor matrices
+    ((users + items) x k), increase_vs_model = fit_increase_mib / model_mib, and the block
+    and thread imbalance per sub-epoch (see :class:`ImbalanceRecorder`).
     """
     import mfsgd
 
     train, test = load_split(data)
+    train_input = as_input(train, input)
+    imbalance = ImbalanceRecorder(n_threads)
     estimator = {"mf": mfsgd.MatrixFactorization, "svdpp": getattr(mfsgd, "SVDpp", None)}[model]
     if estimator is None:
         raise RuntimeError(f"this mfsgd ({mfsgd.__file__}) has no SVDpp")
     model = estimator(n_factors=n_factors, n_epochs=n_epochs, n_threads=n_threads,
-                      random_state=random_state, **params)
+                      random_state=random_state, callbacks=[imbalance], **params)
     gc.collect()
     before = _status_kib()
     peak_reset = _reset_peak_rss()
     busy0, own0 = _busy_cpu_seconds(), _own_cpu_seconds()
     start = time.perf_counter()
-    model.fit(train, validation=test if validate else None)
+    model.fit(train_input, validation=test if validate else None)
     fit_seconds = time.perf_counter() - start
     busy1, own1 = _busy_cpu_seconds(), _own_cpu_seconds()
     after = _status_kib()
@@ -168,8 +252,11 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     curve = [{"epoch": r["epoch"], "seconds": float(c), "valid_rmse": r["valid_rmse"]}
              for r, c in zip(model.history_, cumulative) if "valid_rmse" in r]
     mib = 1.0 / 1024
+    itemsize = model.user_factors_.itemsize
+    model_bytes = (8 * (len(train[2]) + model.n_users_)
+                   + (model.n_users_ + model.n_items_) * n_factors * itemsize)
     result = {
-        "n_factors": n_factors, "n_threads": n_threads, "n_epochs": n_epochs,
+        "n_factors": n_factors, "n_threads": n_threads, "n_epochs": n_epochs, "input": input,
         "n_ratings": len(train[2]) + len(test[2]), "n_train": len(train[2]),
         "n_test": len(test[2]), "n_users": int(model.n_users_), "n_items": int(model.n_items_),
         "n_blocks": layout_blocks(model),
@@ -190,12 +277,17 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
         "loadavg_1min_after": os.getloadavg()[0],
         "kernel_isa": kernel_isa(n_factors),
         "mfsgd_file": mfsgd.__file__,
+        "input_mib": input_nbytes(train_input) / 2**20,
+        "model_mib": model_bytes / 2**20,
     }
+    result.update(imbalance.summary())
     if result["peak_rss_fit_mib"] is not None and result["rss_before_fit_mib"] is not None:
         result["fit_increase_mib"] = result["peak_rss_fit_mib"] - result["rss_before_fit_mib"]
     else:  # no way to reset the high-water mark: fall back to the whole-process peak
         result["fit_increase_mib"] = (result["ru_maxrss_mib"] - result["rss_before_fit_mib"]
                                       if result["rss_before_fit_mib"] is not None else None)
+    if result["fit_increase_mib"] is not None:
+        result["increase_vs_model"] = result["fit_increase_mib"] / result["model_mib"]
     return result
 
 

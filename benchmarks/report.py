@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 
 GRID_COLUMNS = [
-    ("ratings", "size"), ("n_train", "train ratings"), ("k", "k"), ("threads", "threads"),
+    ("ratings", "size"), ("skew", "data"), ("input", "input"), ("n_train", "train ratings"),
+    ("k", "k"), ("blocks", "blocks"), ("threads", "threads"),
     ("s_epoch", "s/epoch (median)"), ("mupd_s", "Mupd/s"), ("yardstick", "yardstick Mupd/s"),
     ("vs_yardstick", "mfsgd/yardstick"), ("vs_1t", "speed-up vs 1 thread"),
+    ("baseline", "baseline Mupd/s"), ("vs_baseline", "vs baseline"),
+    ("imbalance", "block imbalance mean / max"),
     ("peak_mib", "peak RSS in fit (MiB)"), ("increase_mib", "fit increase (MiB)"),
+    ("vs_model", "increase / (ratings + factors)"),
     ("test_rmse", "test RMSE"), ("other", "other load (cores)"),
 ]
 
@@ -74,11 +78,25 @@ def _fmt(value, digits=2):
     return f"{value:.{digits}f}"
 
 
+def data_label(skew):
+    """How a grid row's data set is named: its Zipf exponent, "yardstick", or "synthetic"."""
+    if skew is None:
+        return "synthetic"
+    return skew if isinstance(skew, str) else f"Zipf {skew:g}"
+
+
 def grid_row(row):
     """Cells of one grid row (a dict built by the suite)."""
+    mean, worst = row.get("block_imbalance_mean"), row.get("block_imbalance_max")
     cells = {
-        "ratings": row["size_label"], "n_train": _fmt(row["n_train"]), "k": str(row["n_factors"]),
-        "threads": str(row["n_threads"]),
+        "ratings": row["size_label"], "skew": data_label(row.get("skew")),
+        "input": row.get("input", "tuple"),
+        "n_train": _fmt(row["n_train"]), "k": str(row["n_factors"]),
+        "blocks": _fmt(row.get("n_blocks")), "threads": str(row["n_threads"]),
+        "imbalance": "–" if mean is None else f"{mean:.2f} / {worst:.2f}",
+        "vs_model": _fmt(row.get("increase_vs_model"), 2),
+        "baseline": _fmt((row.get("baseline") or {}).get("mupd_s"), 1),
+        "vs_baseline": _fmt(row.get("vs_baseline"), 2),
         "s_epoch": _fmt(row["median_epoch_seconds"], 4), "mupd_s": _fmt(row["mupd_s"], 1),
         "yardstick": _fmt(row.get("yardstick_mupd_s"), 1),
         "vs_yardstick": _fmt(row.get("ratio_vs_yardstick"), 2),
@@ -139,6 +157,7 @@ def markdown(results):
              "the CPU other processes used meanwhile, in cores (0 on an idle machine).", "",
              "## Throughput, memory, RMSE", "", grid_header()]
     lines += [grid_row(row) for row in results["grid"]]
+    lines += speedup_tables(results["grid"])
     if results["yardstick"]:
         lines += ["", "## Yardstick (serial C loop, 1 thread)", "",
                   "| size | k | median Mupd/s | other load (cores) |", "|---|---|---|---|"]
@@ -167,6 +186,44 @@ def markdown(results):
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def speedup_tables(grid):
+    """Markdown lines: per size (and input), k down and data sets across, each cell
+    "1-thread Mupd/s / n-thread Mupd/s (speed-up)" for the smallest and largest thread count;
+    the block imbalance of the larger thread count below.  Empty with one thread count."""
+    threads = sorted({r["n_threads"] for r in grid})
+    if len(threads) < 2:
+        return []
+    low, high = threads[0], threads[-1]
+    lines = []
+    keys = dict.fromkeys((r["size_label"], r.get("input", "tuple")) for r in grid)
+    for size, kind in keys:
+        rows = [r for r in grid if r["size_label"] == size and r.get("input", "tuple") == kind]
+        kinds = list(dict.fromkeys(data_label(r.get("skew")) for r in rows))
+        ks = sorted({r["n_factors"] for r in rows})
+        cell = {(data_label(r.get("skew")), r["n_factors"], r["n_threads"]): r for r in rows}
+        lines += ["", f"## Speed-up, {size} ratings, {kind} input: {low} thread(s) Mupd/s / "
+                      f"{high} threads Mupd/s (speed-up; block imbalance mean / max; the "
+                      "baseline's speed-up when measured)", "",
+                  "| k | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+        for k in ks:
+            out = []
+            for name in kinds:
+                a, b = cell.get((name, k, low)), cell.get((name, k, high))
+                if a is None or b is None:
+                    out.append("–")
+                    continue
+                mean, worst = b.get("block_imbalance_mean"), b.get("block_imbalance_max")
+                imbalance = "" if mean is None else f"; {mean:.2f} / {worst:.2f}"
+                before = ""
+                if a.get("baseline") and b.get("baseline"):
+                    before = (f"; baseline {a['baseline']['median_epoch_seconds'] / b['baseline']['median_epoch_seconds']:.2f}")
+                out.append(f"{_fmt(a['mupd_s'], 1)} / {_fmt(b['mupd_s'], 1)} "
+                           f"({a['median_epoch_seconds'] / b['median_epoch_seconds']:.2f}"
+                           f"{imbalance}{before})")
+            lines.append(f"| {k} | " + " | ".join(out) + " |")
+    return lines
 
 
 def surprise_table(sc):

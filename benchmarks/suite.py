@@ -34,6 +34,35 @@ def _int_list(text):
     return values
 
 
+def _skew_list(text):
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "yardstick":
+            values.append(part)
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--skew takes Zipf exponents and/or 'yardstick', got {part!r}") from None
+        if values[-1] < 0:
+            raise argparse.ArgumentTypeError(f"a Zipf exponent must be >= 0, got {part!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"--skew needs at least one value, got {text!r}")
+    return values
+
+
+def _input_list(text):
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [v for v in values if v not in measure.INPUTS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(
+            f"--inputs takes a comma list of {', '.join(measure.INPUTS)}; got {text!r}")
+    return values
+
+
 def _compare_list(text):
     values = [part.strip() for part in text.split(",") if part.strip()]
     bad = [v for v in values if v not in COMPARE_CHOICES]
@@ -62,6 +91,15 @@ def build_parser():
     p.add_argument("--factors", type=_int_list, default=None,
                    help="factor counts k (default 16,32,64,128,256)")
     p.add_argument("--threads", type=_int_list, default=None, help="thread counts (default 1,2)")
+    p.add_argument("--skew", type=_skew_list, default=None,
+                   help="skew axis: comma list of Zipf exponents of item popularity for "
+                        "mfsgd.make_synthetic data (users = ratings/30, items = ratings/150), "
+                        "and/or 'yardstick' for the yardstick's matrix (default: the yardstick's "
+                        "matrix when its folder exists, else make_synthetic with users = "
+                        "ratings/50, items = ratings/500)")
+    p.add_argument("--inputs", type=_input_list, default=None,
+                   help="how fit gets the training ratings: comma list of tuple, scipy, "
+                        "ratings (default tuple); for the memory figures")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fit (default 5)")
     p.add_argument("--compare", type=_compare_list, default=None,
                    help="comma list of yardstick, surprise, none (default yardstick,surprise; "
@@ -82,6 +120,10 @@ def build_parser():
                    help="repeat a measurement during which other processes used over 0.25 core, "
                         "up to this many times, keeping the least disturbed run (default 2 "
                         "with --wait-idle, else 0)")
+    p.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                   help="also measure every configuration with the mfsgd built in DIR (a folder "
+                        "holding an `mfsgd` package, e.g. a checkout of another version built "
+                        "in place) right after this one, and report its speed and the ratio")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--quick", action="store_true",
                    help="under a minute: 1M ratings, k 32 and 128, threads 1 and 2, 3 epochs, "
@@ -93,10 +135,11 @@ def resolve(args):
     """Fill the options left unset from the --quick or the full defaults."""
     if args.quick:
         defaults = dict(ratings=[10**6], factors=[32, 128], threads=[1, 2], epochs=3,
-                        compare=["yardstick"], models=["mf"])
+                        compare=["yardstick"], inputs=["tuple"], models=["mf"])
     else:
         defaults = dict(ratings=[10**6, 10**7], factors=[16, 32, 64, 128, 256], threads=[1, 2],
-                        epochs=5, compare=["yardstick", "surprise"], models=["mf", "svdpp"])
+                        epochs=5, compare=["yardstick", "surprise"], inputs=["tuple"],
+                        models=["mf", "svdpp"])
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -111,32 +154,37 @@ def resolve(args):
     return args
 
 
-def run_config(npz, n_factors, n_threads, n_epochs, model="mf", timeout=6 * 3600):
+def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=None,
+               timeout=6 * 3600, model="mf"):
     """Run measure.measure_fit in a fresh Python process and return its dict (`model`: "mf"
     or "svdpp").
 
-    The child imports the same mfsgd as this process (its folder goes first on PYTHONPATH)
-    and runs measure.py as a script, so the source checkout is not put on sys.path.
+    The child imports the same mfsgd as this process, or the one in `package_dir` (a folder
+    holding a built ``mfsgd`` package), whose folder goes first on PYTHONPATH, and runs
+    measure.py as a script, so the source checkout is not put on sys.path.
     """
     import mfsgd
     config = {"data": str(npz), "n_factors": n_factors, "n_threads": n_threads,
-              "n_epochs": n_epochs}
+              "n_epochs": n_epochs, "input": input}
     if model != "mf":
         config["model"] = model
     env = dict(os.environ)
-    parent = str(Path(mfsgd.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in
-                                                    env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    parent = Path(package_dir).resolve() if package_dir else Path(mfsgd.__file__).resolve().parents[1]
+    expected = parent / "mfsgd" / "__init__.py"
+    env["PYTHONPATH"] = os.pathsep.join([str(parent)] + [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     proc = subprocess.run([sys.executable, measure.__file__, json.dumps(config)],
                           capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker failed for {config}:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if Path(result["mfsgd_file"]).resolve() != Path(mfsgd.__file__).resolve():
-        raise RuntimeError(f"worker imported {result['mfsgd_file']}, not {mfsgd.__file__}")
+    if Path(result["mfsgd_file"]).resolve() != expected:
+        raise RuntimeError(f"worker imported {result['mfsgd_file']}, not {expected}")
     return result
 
 
+BASELINE_KEYS = ("mupd_s", "median_epoch_seconds", "fit_seconds", "n_blocks", "test_rmse",
+                 "block_imbalance_mean", "fit_increase_mib", "other_load_cores", "mfsgd_file")
 DISTURBED = 0.25  # cores used by other processes above which a measurement is repeated
 
 
@@ -172,6 +220,32 @@ def wait_until_idle(limit, threshold=0.1, sample=0.5):
         load = (measure._busy_cpu_seconds() - busy0) / (time.monotonic() - start)
         if load < threshold or time.monotonic() >= deadline:
             return load
+
+
+def datasets_for(n_ratings, args, bench):
+    """The data sets of one size: one per --skew value, or the default set."""
+    if args.skew is None:
+        return [data.make_dataset(n_ratings, args.data_dir, bench=bench)]
+    out = []
+    for skew in args.skew:
+        if skew == "yardstick":
+            if bench is None:
+                raise SystemExit("--skew yardstick needs the yardstick folder "
+                                 "($MFSGD_BENCH_DIR or ../shared/bench)")
+            ds = data.make_dataset(n_ratings, args.data_dir, bench=bench)
+            ds["skew"] = "yardstick"
+        else:
+            ds = data.make_skewed_dataset(n_ratings, skew, args.data_dir)
+        out.append(ds)
+    return out
+
+
+def first_kind(grid):
+    """Rows of the first data kind (skew) and input of the grid, for the scaling fit."""
+    if not grid:
+        return grid
+    skew, kind = grid[0].get("skew"), grid[0].get("input")
+    return [r for r in grid if r.get("skew") == skew and r.get("input") == kind]
 
 
 def scaling(grid, n_factors):
@@ -217,63 +291,77 @@ def run_suite(args, log=print):
         f"k {args.factors}, threads {args.threads}, {args.epochs} epochs\n")
 
     grid, yardsticks, svdpp_rows, header_done = [], [], [], False
-    data_source = None
+    sources = []
     for n_ratings in args.ratings:
-        ds = data.make_dataset(n_ratings, args.data_dir, bench=bench)
-        data_source = ds["source"]
         label = data.format_count(n_ratings)
-        for k in args.factors:
-            ystick = None
-            if use_yardstick and ds["csr"]:
-                ystick = least_disturbed(
-                    lambda: run_yardstick(bench, ds["csr"], k, args.epochs), args)
-                ystick.update(size_label=label, n_ratings_requested=n_ratings)
-                yardsticks.append(ystick)
-                if ystick.get("error"):
-                    notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
-            one_thread = svdpp_one_thread = None
-            for t in args.threads:
-                row = least_disturbed(lambda: run_config(ds["npz"], k, t, args.epochs), args)
-                row.update(size_label=label, n_ratings_requested=n_ratings,
-                           data_users=ds["users"], data_items=ds["items"])
-                if ystick and ystick.get("median_mupd_s"):
-                    row["yardstick_mupd_s"] = ystick["median_mupd_s"]
-                    if t == 1:
-                        row["ratio_vs_yardstick"] = row["mupd_s"] / ystick["median_mupd_s"]
-                if t == 1:
-                    one_thread = row
-                elif one_thread:
-                    row["speedup_vs_1_thread"] = (one_thread["median_epoch_seconds"]
+        for ds in datasets_for(n_ratings, args, bench):
+            sources.append(ds["source"])
+            for k in args.factors:
+                ystick = None
+                if use_yardstick and ds["csr"]:
+                    ystick = least_disturbed(
+                        lambda: run_yardstick(bench, ds["csr"], k, args.epochs), args)
+                    ystick.update(size_label=label, n_ratings_requested=n_ratings,
+                                  skew=ds.get("skew"))
+                    yardsticks.append(ystick)
+                    if ystick.get("error"):
+                        notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
+                for kind in args.inputs:
+                    one_thread = svdpp_one_thread = None
+                    for t in args.threads:
+                        row = least_disturbed(
+                            lambda: run_config(ds["npz"], k, t, args.epochs, kind), args)
+                        if args.baseline:
+                            base = least_disturbed(
+                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
+                                                   package_dir=args.baseline), args)
+                            row["baseline"] = {key: base.get(key) for key in BASELINE_KEYS}
+                            row["vs_baseline"] = (base["median_epoch_seconds"]
                                                   / row["median_epoch_seconds"])
-                if not header_done:
-                    log(report.grid_header())
-                    header_done = True
-                log(report.grid_row(row))
-                grid.append(row)
-                if "svdpp" in args.models:
-                    other = least_disturbed(
-                        lambda: run_config(ds["npz"], k, t, args.epochs, model="svdpp"), args)
-                    other.update(size_label=label, n_ratings_requested=n_ratings,
-                                 model="svdpp",
-                                 mf_median_epoch_seconds=row["median_epoch_seconds"],
-                                 mf_test_rmse=row["test_rmse"],
-                                 mf_peak_rss_fit_mib=row.get("peak_rss_fit_mib"),
-                                 vs_mf=other["median_epoch_seconds"]
-                                 / row["median_epoch_seconds"])
-                    if t == 1:
-                        svdpp_one_thread = other
-                    elif svdpp_one_thread:
-                        other["speedup_vs_1_thread"] = (
-                            svdpp_one_thread["median_epoch_seconds"]
-                            / other["median_epoch_seconds"])
-                    log(f"  SVD++ on the same: {other['median_epoch_seconds']:.4f} s/epoch, "
-                        f"{other['vs_mf']:.2f} x MF's, test RMSE {other['test_rmse']:.4f}")
-                    svdpp_rows.append(other)
-        if grid:
-            actual = grid[-1]["n_ratings"]
-            if actual != n_ratings:
-                notes.append(f"size {label}: {actual:,} distinct ratings ({ds['users']:,} users x "
-                             f"{ds['items']:,} items; the generator drops repeated pairs)")
+                        row.update(size_label=label, n_ratings_requested=n_ratings,
+                                   data_users=ds["users"], data_items=ds["items"],
+                                   skew=ds.get("skew"))
+                        if ystick and ystick.get("median_mupd_s"):
+                            row["yardstick_mupd_s"] = ystick["median_mupd_s"]
+                            if t == 1:
+                                row["ratio_vs_yardstick"] = row["mupd_s"] / ystick["median_mupd_s"]
+                        if t == 1:
+                            one_thread = row
+                        elif one_thread:
+                            row["speedup_vs_1_thread"] = (one_thread["median_epoch_seconds"]
+                                                          / row["median_epoch_seconds"])
+                        if not header_done:
+                            log(report.grid_header())
+                            header_done = True
+                        log(report.grid_row(row))
+                        grid.append(row)
+                        if "svdpp" in args.models and kind == args.inputs[0]:
+                            other = least_disturbed(
+                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
+                                                   model="svdpp"), args)
+                            other.update(size_label=label, n_ratings_requested=n_ratings,
+                                         model="svdpp", skew=ds.get("skew"),
+                                         mf_median_epoch_seconds=row["median_epoch_seconds"],
+                                         mf_test_rmse=row["test_rmse"],
+                                         mf_peak_rss_fit_mib=row.get("peak_rss_fit_mib"),
+                                         vs_mf=other["median_epoch_seconds"]
+                                         / row["median_epoch_seconds"])
+                            if t == 1:
+                                svdpp_one_thread = other
+                            elif svdpp_one_thread:
+                                other["speedup_vs_1_thread"] = (
+                                    svdpp_one_thread["median_epoch_seconds"]
+                                    / other["median_epoch_seconds"])
+                            log(f"  SVD++ on the same: {other['median_epoch_seconds']:.4f} "
+                                f"s/epoch, {other['vs_mf']:.2f} x MF's, test RMSE "
+                                f"{other['test_rmse']:.4f}")
+                            svdpp_rows.append(other)
+            actual = grid[-1]["n_ratings"] if grid else None
+            if actual is not None and actual != n_ratings:
+                notes.append(f"size {label} ({ds['source']}): {actual:,} distinct ratings "
+                             f"({ds['users']:,} users x {ds['items']:,} items; the generator "
+                             "drops repeated pairs)")
+    data_source = ", ".join(dict.fromkeys(sources)) or None
 
     busiest = max([r.get("other_load_cores") or 0 for r in grid + yardsticks + svdpp_rows],
                   default=0)
@@ -283,14 +371,15 @@ def run_suite(args, log=print):
     results = {"machine": machine,
                "settings": {"ratings": args.ratings, "factors": args.factors,
                             "threads": args.threads, "n_epochs": args.epochs,
-                            "models": args.models,
+                            "skew": args.skew, "inputs": args.inputs, "models": args.models,
+                            "baseline": str(args.baseline) if args.baseline else None,
                             "compare": args.compare, "quick": args.quick,
                             "split": "90/10 random (seed 0)", "random_state": 0,
                             "data_source": data_source, "bench_dir": str(bench) if bench else None,
                             "scaling_k": args.scaling_k, "wait_idle": args.wait_idle,
                             "retries": args.retries},
                "grid": grid, "yardstick": yardsticks, "svdpp": svdpp_rows,
-               "scaling": scaling(grid, args.scaling_k), "notes": notes}
+               "scaling": scaling(first_kind(grid), args.scaling_k), "notes": notes}
     for s in results["scaling"]:
         log(f"\nscaling k={s['n_factors']} {s['n_threads']} thread(s): "
             f"{s['seconds_per_million']:.4f} s per million ratings, R² {s['r2']:.4f}, "

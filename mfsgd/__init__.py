@@ -5,8 +5,11 @@ thin Python layer around it.
 """
 from pathlib import Path as _Path
 
+from ._threads import passive_openmp_waiting as _passive_openmp_waiting
+
 try:
-    from ._kernels import _sgd  # noqa: F401
+    with _passive_openmp_waiting():  # before the OpenMP runtime loads with the kernel
+        from ._kernels import _sgd  # noqa: F401
 except ImportError as _error:  # pragma: no cover - depends on how the package was installed
     _checkout = (_Path(__file__).parent.parent / "setup.py").is_file()
     raise ImportError(

@@ -1,8 +1,9 @@
 """Input checks at the public boundary: every message names the argument and the bad value."""
 import numbers
-import os
 
 import numpy as np
+
+from ._threads import usable_cpus
 
 
 def check_int(name, value, minimum=None):
@@ -29,9 +30,10 @@ def check_float(name, value, minimum=None, strictly_positive=False):
 
 
 def check_n_threads(name, value):
-    """The thread count `value` stands for: None means every core, else an int >= 1."""
+    """The thread count `value` stands for: None means every CPU this process may use (see
+    :func:`mfsgd._threads.usable_cpus`), else an int >= 1."""
     if value is None:
-        return os.cpu_count() or 1
+        return usable_cpus()
     return check_int(name, value, 1)
 
 

@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +82,73 @@ def test_counts_parse_and_format(benchmarks):
     assert benchmarks.data.format_count(50_000_000) == "50M"
     with pytest.raises(ValueError):
         benchmarks.data.parse_count("lots")
+
+
+def test_suite_skew_axis_reports_speedup_table_imbalance_memory_and_baseline(benchmarks,
+                                                                             tmp_path):
+    import mfsgd
+    same_build = Path(mfsgd.__file__).resolve().parents[1]  # as a stand-in for another build
+    results = benchmarks.suite.main(["--ratings", "20k", "--factors", "4", "--threads", "1,2",
+                                     "--epochs", "2", "--compare", "none", "--no-plot",
+                                     "--skew", "0.8,1.4", "--baseline", str(same_build),
+                                     "--out", str(tmp_path)])
+    saved = json.loads(Path(results["files"]["json"]).read_text())
+    assert [(row["skew"], row["n_threads"]) for row in saved["grid"]] == \
+        [(0.8, 1), (0.8, 2), (1.4, 1), (1.4, 2)]
+    for row in saved["grid"]:
+        assert row["input"] == "tuple" and row["n_blocks"] >= 1
+        assert row["block_imbalance_mean"] >= 1 and row["block_imbalance_max"] >= 1
+        assert row["thread_imbalance_mean"] >= 1
+        assert row["increase_vs_model"] == pytest.approx(row["fit_increase_mib"] / row["model_mib"])
+        assert row["vs_baseline"] == pytest.approx(row["baseline"]["median_epoch_seconds"]
+                                                   / row["median_epoch_seconds"])
+    text = Path(results["files"]["markdown"]).read_text()
+    assert "## Speed-up, 20k ratings, tuple input" in text
+    assert "| k | Zipf 0.8 | Zipf 1.4 |" in text and "baseline" in text
+
+
+def test_measure_passes_each_input_kind_and_counts_its_bytes(benchmarks):
+    import scipy.sparse as sp
+
+    import mfsgd
+    users, items, ratings = mfsgd.make_synthetic(n_users=40, n_items=30, n_ratings=300)
+    triplets = (users, items, ratings)
+    as_input, nbytes = benchmarks.measure.as_input, benchmarks.measure.input_nbytes
+    assert as_input(triplets, "tuple") is triplets
+    assert nbytes(triplets) == users.nbytes + items.nbytes + ratings.nbytes
+    matrix = as_input(triplets, "scipy")
+    assert sp.issparse(matrix) and matrix.nnz == 300
+    assert nbytes(matrix) == matrix.indptr.nbytes + matrix.indices.nbytes + matrix.data.nbytes
+    rated = as_input(triplets, "ratings")
+    assert isinstance(rated, mfsgd.Ratings) and len(rated) == 300
+    assert nbytes(rated) >= 8 * 300
+    with pytest.raises(ValueError, match="input must be one of"):
+        as_input(triplets, "dataframe")
+    for kind in ("tuple", "scipy", "ratings"):
+        model = mfsgd.MatrixFactorization(n_factors=4, n_epochs=1, random_state=0)
+        assert np.isfinite(model.fit(as_input(triplets, kind)).history_[0]["train_rmse"])
+
+
+def test_imbalance_recorder_reads_block_seconds_per_sub_epoch(benchmarks):
+    import types
+
+    layout = types.SimpleNamespace(block_seconds=np.array([1.0, 3.0, 2.0, 2.0]),
+                                   schedule=np.array([[0, 3], [1, 2]]))
+    recorder = benchmarks.measure.ImbalanceRecorder(n_threads=2)
+    assert recorder({}, types.SimpleNamespace(_layout=layout)) is False
+    assert recorder.block == [pytest.approx(2 / 1.5), pytest.approx(1.2)]
+    assert recorder.thread == recorder.block  # one block per thread
+    one = benchmarks.measure.ImbalanceRecorder(n_threads=1)
+    one({}, types.SimpleNamespace(_layout=layout))
+    assert one.thread == [1.0, 1.0] and one.summary()["block_imbalance_max"] == pytest.approx(4 / 3)
+
+
+def test_threads_default_compares_and_stops_its_busy_process(benchmarks):
+    import mfsgd
+    from benchmarks import threads_default
+    users, items, ratings = mfsgd.make_synthetic(n_users=60, n_items=40, n_ratings=900)
+    data = mfsgd.Ratings.from_arrays(users, items, ratings)
+    train, valid = data.take(np.arange(800)), data.take(np.arange(800, 900))
+    row = threads_default.compare(train, valid, repeats=1, busy=True)
+    assert row["ratio"] == pytest.approx(row["default_s"] / row["one_thread_s"])
+    assert len(row["one_thread_all"]) == len(row["default_all"]) == 1

@@ -3,7 +3,7 @@
 A backend that runs blocks elsewhere lays each block out alone (``lay_out_block`` with the
 block's offset in the whole layout) and runs it alone (``MFKernel.run_block`` on the rows of
 its users and items only).  These tests rebuild a whole epoch that way and compare it, bit for
-bit, with the local kernel's epoch.
+bit, with the local kernel's epoch, and check how a model hands the epoch loop its backend.
 """
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ import pytest
 import mfsgd
 from mfsgd.data._csr import from_index_triplets
 from mfsgd.models.mf import MFKernel
+from mfsgd.training.loop import LocalBackend
 from mfsgd.training.layout import (assign_blocks, block_schedule, build_layout, kernel_rows,
                                    lay_out_block)
 
@@ -114,3 +115,45 @@ def test_an_epoch_run_block_by_block_equals_the_local_epoch(params):
     for mine, theirs in zip(arrays, local):
         np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(block_sse, whole_sse)
+
+
+class RecordingBackend(LocalBackend):
+    """The local backend, recording the loop's calls."""
+
+    calls = []
+
+    def open(self, state):
+        self.calls.append("open")
+        super().open(state)
+
+    def run(self, state, blocks, lr, seed):
+        self.calls.append(("run", len(blocks)))
+        return super().run(state, blocks, lr, seed)
+
+    def sync(self, state):
+        self.calls.append("sync")
+
+    def close(self, state):
+        self.calls.append("close")
+        super().close(state)
+
+
+class RecordingMatrixFactorization(mfsgd.MatrixFactorization):
+    def _backend(self, kernel, params):
+        return RecordingBackend(kernel)
+
+
+def test_a_model_chooses_its_backend_and_the_loop_drives_it(monkeypatch):
+    from mfsgd.training import loop
+    monkeypatch.setattr(loop, "CHECK_SECONDS", 0.0)       # one sub-epoch per run call
+    monkeypatch.setattr(RecordingBackend, "calls", [])
+    users, items, values = mfsgd.make_synthetic(n_users=70, n_items=45, n_ratings=1200,
+                                                random_state=3)
+    params = dict(n_factors=4, n_blocks=2, n_threads=1, random_state=0)
+    model = RecordingMatrixFactorization(n_epochs=2, **params).fit((users, items, values))
+    model.partial_fit((users, items, values), n_epochs=1)
+    epoch = [("run", 1), ("run", 1), "sync"]
+    assert RecordingBackend.calls == ["open", *epoch, *epoch, "close", "open", *epoch, "close"]
+    plain = mfsgd.MatrixFactorization(n_epochs=3, **params).fit((users, items, values))
+    np.testing.assert_array_equal(model.user_factors_, plain.user_factors_)
+    np.testing.assert_array_equal(model.item_factors_, plain.item_factors_)

@@ -5,6 +5,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from mfsgd import MatrixFactorization, Ratings, make_synthetic
 
 
 def run(*args, cwd=None):
+    # Never from the checkout: `python -m` puts the working directory first on sys.path, and
+    # the source tree there has no compiled kernel.
     return subprocess.run([sys.executable, "-m", "mfsgd", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd or tempfile.gettempdir(), timeout=300)
 
 
 def has_matplotlib():
@@ -157,7 +160,7 @@ def saved_model(path):
 @pytest.mark.parametrize("columns, n_users, n_items", [
     ("user,item,rating,-", 40, 7),
     ("item,user,rating,timestamp", 7, 40),      # the other way round: the 7 movies are users
-    # Header names in `columns` are read_ratings' (the "readers" change of issue 9).
+    # Header names in `columns` are read_ratings' own names.
     ("userId,movieId,rating,-", 40, 7),
 ], ids=["roles", "roles-swapped", "header-names"])
 def test_columns_option_says_which_field_is_what(columns, n_users, n_items, four_field_csv,

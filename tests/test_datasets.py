@@ -302,7 +302,8 @@ def test_temporary_file_of_a_killed_download_is_removed_by_the_next_one(tmp_path
     server.files["/ml-100k.zip"] = archive_bytes(tmp_path)
     server.files["/ml-1m.zip"] = archive_bytes(tmp_path, "ml-1m")
     writer = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD,
-                               server.url + "ml-latest.zip", str(cache / "ml-latest.zip")])
+                               server.url + "ml-latest.zip", str(cache / "ml-latest.zip")],
+                              cwd=tmp_path)
     try:
         deadline = time.monotonic() + 30
         while not (cache.is_dir() and os.listdir(cache)) and time.monotonic() < deadline:

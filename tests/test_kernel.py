@@ -54,8 +54,8 @@ def random_ratings(n_users=23, n_items=17, density=0.35, seed=0):
 def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg, biased,
                     grad_sq=None, non_negative=False, n_factors=None):
     """One epoch in NumPy, visiting ratings in the order the kernel documents: per sub-epoch,
-    per block, runs in the seeded segment order taken two at a time (A, B) and interleaved as
-    A[0], B[0], A[1], B[1], ..., then the rest of the longer run.  Arithmetic is in P's dtype.
+    per block, runs in the seeded segment order worked through in lanes (:func:`lane_order`).
+    Arithmetic is in P's dtype.
     `grad_sq` = (G_user, G_item) switches to adagrad: row learning rates lr / sqrt(G),
     G += the squared gradient summed over the row and divided by `n_factors` (default: the
     row width).  `non_negative` clips both factor rows at zero after each step (the biases are
@@ -93,14 +93,33 @@ def reference_epoch(P, Q, bu, bi, layout, schedule, seed, mu, lr, reg, bias_reg,
         for blk in blocks:
             start, stop = layout.block_ptr[blk], layout.block_ptr[blk + 1]
             runs = [start + r for r in py_block_order(py_stream_seed(seed, int(blk)), int(stop - start))]
-            for a, b in zip(runs[0::2], runs[1::2] + [None]):
-                queues = [(layout.run_user[r], list(range(layout.run_ptr[r], layout.run_ptr[r + 1])))
-                          for r in (a, b) if r is not None]
-                for t in range(max(len(js) for _, js in queues)):
-                    for u, js in queues:
-                        if t < len(js):
-                            sse += step(u, js[t])
+            for u, j in lane_order(layout, runs):
+                sse += step(u, j)
     return sse
+
+
+LANES = 3
+
+
+def lane_order(layout, runs, n_lanes=LANES):
+    """(user, rating position) pairs of `runs` in kernel order: lane l starts with runs[l];
+    round after round, lanes 0, 1, ... each take one rating of their run, and a lane whose
+    run has ended takes the next run of `runs` (from the next round) or falls idle."""
+    queue = iter(runs)
+
+    def take():
+        r = next(queue, None)
+        return None if r is None else [layout.run_user[r], layout.run_ptr[r], layout.run_ptr[r + 1]]
+
+    lanes = [take() for _ in range(n_lanes)]
+    while any(lane is not None for lane in lanes):
+        for index, lane in enumerate(lanes):
+            if lane is None:
+                continue
+            yield lane[0], lane[1]
+            lane[1] += 1
+            if lane[1] == lane[2]:
+                lanes[index] = take()
 
 
 def run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=3, n_epochs=3, biased=True,
@@ -134,7 +153,7 @@ def run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=3, n_epochs=3, 
         sses.append(_sgd.sgd_epoch(P, Q, bu, bi, *grads, layout.block_ptr, layout.run_user,
                                    layout.run_ptr, layout.items, layout.ratings, schedule,
                                    layout.order, layout.block_sse, mu, lr, 0.03, 0.01, flags,
-                                   epoch_seed, n_threads, k))
+                                   epoch_seed, n_threads, k, min_work_per_thread=0))
         ref_sses.append(reference_epoch(*ref, layout, schedule, epoch_seed, mu, lr, 0.03, 0.01,
                                         biased, ref_grads, non_negative, k))
     if padded:
@@ -160,6 +179,7 @@ def test_rng_matches_python_reimplementation():
 
 def test_block_order_matches_python_reimplementation():
     assert _sgd.SEGMENT_RUNS == SEGMENT_RUNS
+    assert _sgd.LANES == LANES
     for seed, n in [(0, 1), (3, 31), (4, 32), (5, 33), (6, 200), (2**63 - 5, 1000)]:
         order = _sgd.block_order(seed, n)
         assert order.tolist() == py_block_order(seed, n)
@@ -243,6 +263,17 @@ def test_kernel_matches_numpy_reference(case, biased):
                              dtype)
 
 
+@pytest.mark.parametrize("case", WIDTHS, ids=width_id)
+@pytest.mark.parametrize("n_users", [2, 4])
+def test_kernel_matches_numpy_reference_on_blocks_of_few_runs(case, n_users):
+    """Blocks of fewer runs than lanes (2 users: a lane stays idle) and of a few more (4
+    users: one lane refills, the others run out), on every width and both dtypes."""
+    dtype, k, padded = case
+    ratings = random_ratings(n_users=n_users, n_items=40, density=0.5, seed=16)
+    assert_matches_reference(*run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=1,
+                                                       adagrad=k % 2 == 1), dtype)
+
+
 @pytest.mark.parametrize("n_blocks", [1, 2])
 def test_kernel_matches_numpy_reference_with_other_block_counts(n_blocks):
     ratings = random_ratings(n_users=150, seed=3)
@@ -275,7 +306,7 @@ def test_kernel_options_match_numpy_reference(dtype, options, k, padded):
                                               (np.float32, 100, True), (np.float32, 16, False)])
 def test_kernel_on_one_row_or_one_column_matches_reference(n_users, n_items, dtype, k, padded):
     """A one-row factor array says nothing about its row width through its strides; the kernel
-    reads the width from the shapes (issue 9: 1 x n rating sets crashed)."""
+    reads the width from the shapes (1 x n rating sets once crashed on this)."""
     ratings = random_ratings(n_users=n_users, n_items=n_items, density=1.0, seed=15)
     assert_matches_reference(*run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=1),
                              dtype)

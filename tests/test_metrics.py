@@ -149,7 +149,7 @@ def test_metrics_from_a_model(toy_model):
 
 
 def test_rmse_and_mae_of_a_model_on_ratings(toy_model):
-    """Issue 9: rmse and mae also take (model, ratings), like the ranking metrics."""
+    """rmse and mae also take (model, ratings), like the ranking metrics."""
     from mfsgd.model_selection import GridSearchCV
     model, train = toy_model
     test = mfsgd.Ratings.from_arrays(["u", "v", "w"], ["i1", "i2", "i0"], [5, 1, 3])

@@ -82,6 +82,32 @@ def test_the_licence_is_in_the_sdist_and_the_wheel_metadata(dists):
 
 
 @pytest.mark.slow
+def test_the_version_is_written_once_and_reaches_the_metadata(dists):
+    import ast
+    source = (ROOT / "mfsgd" / "_version.py").read_text()
+    version = next(node.value.value for node in ast.parse(source).body
+                   if isinstance(node, ast.Assign) and node.targets[0].id == "__version__")
+    assert "version" not in _project_table(ROOT / "pyproject.toml")
+    assert dists[0].name == f"mfsgd-{version}.tar.gz"
+    with zipfile.ZipFile(dists[1]) as archive:
+        info = next(name.split("/")[0] for name in archive.namelist()
+                    if name.endswith(".dist-info/METADATA"))
+        fields = archive.read(f"{info}/METADATA").decode().split("\n\n")[0].splitlines()
+    assert f"Version: {version}" in fields
+
+
+def _project_table(path):
+    """The keys of pyproject.toml's [project] table (a plain reader: tomllib needs 3.11)."""
+    keys, inside = set(), False
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            inside = line.strip() == "[project]"
+        elif inside and "=" in line and not line.startswith((" ", "\t")):
+            keys.add(line.split("=", 1)[0].strip())
+    return keys
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF files are Linux's")
 def test_the_extension_modules_carry_no_debug_information(dists):
     with zipfile.ZipFile(dists[1]) as archive:

@@ -460,7 +460,7 @@ def set_age(path, seconds):
 def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(ratings, tmp_path):
     model = fitted(ratings)
     writer = subprocess.Popen([sys.executable, "-c", STALLED_SAVE, str(tmp_path / "model.npz")],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, cwd=tmp_path.parent)
     try:
         assert writer.stdout.readline() == "writing\n"
         [temporary] = list(tmp_path.iterdir())

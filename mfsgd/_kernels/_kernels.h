@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 enum { MF_BIASED = 1, MF_ADAGRAD = 2, MF_NONNEG = 4 };
 
@@ -60,8 +61,8 @@ static inline void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
 /* out = the visiting order of a block of n runs: the runs cut into segments of
  * MF_SEGMENT_RUNS consecutive runs (the last may be shorter), the segments in the order of
  * mf_permutation(seed), each segment's runs in stored order.  Stored order within a segment
- * lets the prefetchers stream the runs' ratings and user rows: on 2.7M ratings at k = 32 this
- * ran 1.35x faster than a fully random order, with the same test RMSE on MovieLens 100K.
+ * lets the prefetchers stream the runs' ratings and user rows, which a fully random order of
+ * runs defeats, while the segments' random order keeps SGD's test RMSE (README, Benchmarks).
  * `segments` is scratch space for ceil(n / MF_SEGMENT_RUNS) entries. */
 static inline void mf_block_order(int32_t *out, int64_t n, uint64_t seed, int32_t *segments)
 {
@@ -88,6 +89,14 @@ static inline void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, u
 }
 
 /* ---- the block kernel, instantiated per type and instruction set -------------------------- */
+
+/* Runs the block kernel works on at once, one rating of each in turn (see _kernels_impl.h);
+ * the kernel spells out three lanes.  Three lanes' user rows stay in registers up to 32
+ * floats with AVX2 and 128 with AVX-512, where a fourth would spill them. */
+#define MF_LANES 3
+
+/* Largest row length with a register-resident fast path (the MF_FAST_CASEs). */
+#define MF_FAST_MAX_K 256
 
 /* How many ratings ahead the next item rows are prefetched. */
 #ifndef MF_QDIST
@@ -150,13 +159,12 @@ typedef double (*mf_block_f64_fn)(double *, double *, double *, double *, double
                                   const int32_t *, const int64_t *, const int32_t *, int64_t,
                                   const int32_t *, const float *, int, const mf_params *);
 
-/* Kernels in use for k below MF_WIDE_K ("narrow") and from MF_WIDE_K up ("wide").  On this
- * kind of CPU 512-bit vectors pay off only once a user's factor row fills several registers:
- * measured on a Xeon with AVX-512, AVX2 was 1.3-1.6x faster at k = 16-32, equal at 64, and
- * 512-bit vectors 1.3-1.4x faster at k = 128-256.  Only when a row of k floats is a whole
- * number of 64-byte cache lines, though: otherwise most 512-bit loads straddle two lines and
- * AVX2 wins (MovieLens 100K at k = 100: AVX2 23 Mupd/s, AVX-512 16). */
-#define MF_WIDE_K 96
+/* Kernels in use for k below MF_WIDE_K ("narrow") and from MF_WIDE_K up ("wide").
+ * 512-bit vectors pay off once a user's factor row fills several registers: the three lanes'
+ * rows of 64 floats fit in 12 of AVX-512's 32 registers but would need 24 of AVX2's 16, and
+ * below 64 AVX2 is faster.  Only when a row of k floats is a whole number of 64-byte cache
+ * lines, though: otherwise most 512-bit loads straddle two lines and AVX2 wins. */
+#define MF_WIDE_K 64
 #define MF_IS_WIDE(k, size) ((k) >= MF_WIDE_K && ((k) * (size)) % 64 == 0)
 static mf_block_f32_fn mf_block_f32_narrow = mf_sgd_block_f32_base, mf_block_f32_wide = mf_sgd_block_f32_base;
 static mf_block_f64_fn mf_block_f64_narrow = mf_sgd_block_f64_base, mf_block_f64_wide = mf_sgd_block_f64_base;
@@ -230,6 +238,20 @@ static inline const char *mf_select_isa(const char *wanted)
 static inline const char *mf_isa_for(int k) { return MF_IS_WIDE(k, 4) ? mf_isa_wide : mf_isa_narrow; }
 
 
+
+/* Seconds on a monotonic clock where there is one (per-block timing). */
+static inline double mf_seconds(void)
+{
+    struct timespec ts;
+#if defined(MF_THREAD_CLOCK)
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+#elif defined(CLOCK_MONOTONIC)
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    timespec_get(&ts, TIME_UTC);
+#endif
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 #ifdef _OPENMP
 static const int mf_have_openmp = 1;

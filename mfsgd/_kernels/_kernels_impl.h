@@ -3,8 +3,12 @@
  * type and ISA suffix to x) and MF_TARGET (a GCC target attribute, or nothing).
  *
  * A block is a list of runs; run r holds ratings [run_ptr[r], run_ptr[r + 1]) of user
- * run_user[r].  Runs are visited in the order given by `order`; ratings within a run in stored
- * order.  Each rating applies, from the values before the step:
+ * run_user[r] (at least one).  The kernel works on MF_LANES runs at once, in lanes: lane j
+ * starts with run order[j]; then, round after round, lanes 0, 1, ..., MF_LANES - 1 in turn
+ * each apply the next rating of their run (ratings within a run in stored order), and a lane
+ * whose run has just ended takes the next run of `order` (its first rating comes in the next
+ * round), or falls idle when there is none.  The lanes' updates form independent dependency
+ * chains that the CPU overlaps.  Each rating applies, from the values before the step:
  *     e   = r - (mu + b_u + b_i + p.q)        (mu, b_u, b_i only when biased)
  *     p  += lr_p * (e q - reg p)              q += lr_q * (e p - reg q)
  *     b_u += lr * (e - bias_reg b_u)          b_i += lr * (e - bias_reg b_i)
@@ -88,71 +92,6 @@ static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(mf_rating_
     return (double)e * (double)e;
 }
 
-/* The common case (constant learning rate, unconstrained factors) for a pair of runs A and B,
- * interleaved: A[0], B[0], A[1], B[1], ..., then the rest of the longer run.  The two users'
- * updates form independent dependency chains that the CPU overlaps.  Both user rows live in
- * local copies (registers, for the constant k this is inlined with) across the pair. */
-static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(mf_pair_fast)(
-    MF_REAL *restrict P, MF_REAL *restrict bu, MF_REAL *restrict Q, MF_REAL *restrict bi,
-    const int32_t *restrict items, const float *restrict ratings,
-    int64_t ua, int64_t a0, int64_t a1, int64_t ub, int64_t b0, int64_t b1,
-    const int k, const int biased, MF_REAL lr, MF_REAL reg, MF_REAL bias_reg, MF_REAL mu)
-{
-    MF_REAL pa[k], pb[k];
-    MF_REAL ba = biased ? bu[ua] : 0, bb = (biased && ub >= 0) ? bu[ub] : 0;
-    double sse_a = 0, sse_b = 0;
-    MF_REAL *restrict pa_row = P + ua * k;
-    MF_REAL *restrict pb_row = P + (ub >= 0 ? ub : ua) * k;
-    for (int f = 0; f < k; f++) {
-        pa[f] = pa_row[f];
-        pb[f] = pb_row[f];
-    }
-    const int64_t common = (a1 - a0) < (b1 - b0) ? (a1 - a0) : (b1 - b0);
-    for (int64_t t = 0; t < common; t++) {
-        if (t + MF_QDIST < common) {
-            MF_NAME(mf_prefetch_row)(Q + (int64_t)items[a0 + t + MF_QDIST] * k, k);
-            MF_NAME(mf_prefetch_row)(Q + (int64_t)items[b0 + t + MF_QDIST] * k, k);
-        }
-        sse_a += MF_NAME(mf_rating_step)(pa, &ba, Q, bi, items[a0 + t], ratings[a0 + t], k,
-                                         biased, lr, reg, bias_reg, mu);
-        sse_b += MF_NAME(mf_rating_step)(pb, &bb, Q, bi, items[b0 + t], ratings[b0 + t], k,
-                                         biased, lr, reg, bias_reg, mu);
-    }
-    for (int64_t j = a0 + common; j < a1; j++) {
-        if (j + MF_QDIST < a1)
-            MF_NAME(mf_prefetch_row)(Q + (int64_t)items[j + MF_QDIST] * k, k);
-        sse_a += MF_NAME(mf_rating_step)(pa, &ba, Q, bi, items[j], ratings[j], k, biased,
-                                         lr, reg, bias_reg, mu);
-    }
-    for (int64_t j = b0 + common; j < b1; j++) {
-        if (j + MF_QDIST < b1)
-            MF_NAME(mf_prefetch_row)(Q + (int64_t)items[j + MF_QDIST] * k, k);
-        sse_b += MF_NAME(mf_rating_step)(pb, &bb, Q, bi, items[j], ratings[j], k, biased,
-                                         lr, reg, bias_reg, mu);
-    }
-    for (int f = 0; f < k; f++)
-        pa_row[f] = pa[f];
-    if (biased)
-        bu[ua] = ba;
-    if (ub >= 0) {
-        for (int f = 0; f < k; f++)
-            pb_row[f] = pb[f];
-        if (biased)
-            bu[ub] = bb;
-    }
-    return sse_a + sse_b;
-}
-
-#define MF_FAST_CASE(K)                                                                        \
-    case K:                                                                                    \
-        if (biased)                                                                            \
-            sse += MF_NAME(mf_pair_fast)(P, bu, Q, bi, items, ratings, ua, a0, a1, ub, b0, b1, \
-                                         K, 1, lr, reg, bias_reg, mu);                         \
-        else                                                                                   \
-            sse += MF_NAME(mf_pair_fast)(P, bu, Q, bi, items, ratings, ua, a0, a1, ub, b0, b1, \
-                                         K, 0, lr, reg, bias_reg, mu);                         \
-        continue;
-
 /* Generic step (any k, adagrad, non-negative), in place on the factor rows. */
 static inline MF_TARGET double MF_NAME(mf_rating_step_generic)(
     MF_REAL *restrict P, MF_REAL *restrict Q, MF_REAL *restrict bu, MF_REAL *restrict bi,
@@ -195,6 +134,141 @@ static inline MF_TARGET void MF_NAME(mf_prefetch_run)(
     }
 }
 
+/* The common case (constant learning rate, unconstrained factors) for a constant row length
+ * K: each lane keeps its user's row and bias in local copies (registers, where they fit)
+ * from taking the run to its end.  The lanes are spelt out (MF_LANE_*(0), (1), (2)) so that
+ * each lane's row is its own array. */
+#define MF_LANE_TAKE(J)                                                                        \
+    do {                                                                                       \
+        const int64_t r_ = order[next];                                                        \
+        u##J = run_user[r_];                                                                   \
+        pos##J = run_ptr[r_];                                                                  \
+        end##J = run_ptr[r_ + 1];                                                              \
+        const MF_REAL *restrict src_ = P + u##J * k;                                           \
+        for (int f = 0; f < k; f++)                                                            \
+            p##J[f] = src_[f];                                                                 \
+        b##J = biased ? bu[u##J] : 0;                                                          \
+        if (next + MF_LANES < n_runs)                                                          \
+            MF_NAME(mf_prefetch_run)(P, bu, run_user, run_ptr, items, ratings,                 \
+                                     order[next + MF_LANES], k);                               \
+        if (next + 4 * MF_LANES < n_runs) {                                                    \
+            __builtin_prefetch(run_ptr + order[next + 4 * MF_LANES], 0, 3);                    \
+            __builtin_prefetch(run_user + order[next + 4 * MF_LANES], 0, 3);                   \
+        }                                                                                      \
+        next++;                                                                                \
+    } while (0)
+
+#define MF_LANE_STEP(J)                                                                        \
+    if (pos##J < end##J) {                                                                     \
+        if (pos##J + MF_QDIST < end##J)                                                        \
+            MF_NAME(mf_prefetch_row)(Q + (int64_t)items[pos##J + MF_QDIST] * k, k);            \
+        sse += MF_NAME(mf_rating_step)(p##J, &b##J, Q, bi, items[pos##J], ratings[pos##J], k,  \
+                                       biased, lr, reg, bias_reg, mu);                         \
+        if (++pos##J == end##J) {                                                              \
+            MF_REAL *restrict dst_ = P + u##J * k;                                             \
+            for (int f = 0; f < k; f++)                                                        \
+                dst_[f] = p##J[f];                                                             \
+            if (biased)                                                                        \
+                bu[u##J] = b##J;                                                               \
+            if (next < n_runs)                                                                 \
+                MF_LANE_TAKE(J);                                                               \
+            else                                                                               \
+                active--;                                                                      \
+        }                                                                                      \
+    }
+
+static inline __attribute__((always_inline)) MF_TARGET double MF_NAME(mf_lanes_fast)(
+    MF_REAL *restrict P, MF_REAL *restrict bu, MF_REAL *restrict Q, MF_REAL *restrict bi,
+    const int32_t *restrict run_user, const int64_t *restrict run_ptr,
+    const int32_t *restrict order, int64_t n_runs,
+    const int32_t *restrict items, const float *restrict ratings,
+    const int k, const int biased, MF_REAL lr, MF_REAL reg, MF_REAL bias_reg, MF_REAL mu)
+{
+    /* Whole cache lines: where the rows spill to the stack, misaligned copies would split
+     * lines and break store-to-load forwarding on every step. */
+    MF_REAL p0[MF_FAST_MAX_K] __attribute__((aligned(64)));
+    MF_REAL p1[MF_FAST_MAX_K] __attribute__((aligned(64)));
+    MF_REAL p2[MF_FAST_MAX_K] __attribute__((aligned(64)));
+    MF_REAL b0 = 0, b1 = 0, b2 = 0;
+    int64_t u0 = 0, u1 = 0, u2 = 0;
+    int64_t pos0 = 0, pos1 = 0, pos2 = 0, end0 = 0, end1 = 0, end2 = 0;
+    int64_t next = 0;
+    int active = 0;
+    double sse = 0;
+    if (next < n_runs) { MF_LANE_TAKE(0); active++; }
+    if (next < n_runs) { MF_LANE_TAKE(1); active++; }
+    if (next < n_runs) { MF_LANE_TAKE(2); active++; }
+    while (active > 0) {
+        MF_LANE_STEP(0)
+        MF_LANE_STEP(1)
+        MF_LANE_STEP(2)
+    }
+    return sse;
+}
+
+#undef MF_LANE_TAKE
+#undef MF_LANE_STEP
+
+/* Any k, adagrad, non-negative: the same lanes, updating the factor rows in place. */
+#define MF_LANE_TAKE(J)                                                                        \
+    do {                                                                                       \
+        const int64_t r_ = order[next];                                                        \
+        u##J = run_user[r_];                                                                   \
+        pos##J = run_ptr[r_];                                                                  \
+        end##J = run_ptr[r_ + 1];                                                              \
+        if (next + MF_LANES < n_runs)                                                          \
+            MF_NAME(mf_prefetch_run)(P, bu, run_user, run_ptr, items, ratings,                 \
+                                     order[next + MF_LANES], k);                               \
+        next++;                                                                                \
+    } while (0)
+
+#define MF_LANE_STEP(J)                                                                        \
+    if (pos##J < end##J) {                                                                     \
+        sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, u##J, items[pos##J],      \
+                                               ratings[pos##J], k, n_factors, biased, adagrad, \
+                                               nonneg, lr, reg, bias_reg, mu);                 \
+        if (++pos##J == end##J) {                                                              \
+            if (next < n_runs)                                                                 \
+                MF_LANE_TAKE(J);                                                               \
+            else                                                                               \
+                active--;                                                                      \
+        }                                                                                      \
+    }
+
+static MF_TARGET double MF_NAME(mf_lanes_generic)(
+    MF_REAL *restrict P, MF_REAL *restrict Q, MF_REAL *restrict bu, MF_REAL *restrict bi,
+    MF_REAL *restrict gp, MF_REAL *restrict gq,
+    const int32_t *restrict run_user, const int64_t *restrict run_ptr,
+    const int32_t *restrict order, int64_t n_runs,
+    const int32_t *restrict items, const float *restrict ratings, int k, int n_factors,
+    int biased, int adagrad, int nonneg, MF_REAL lr, MF_REAL reg, MF_REAL bias_reg, MF_REAL mu)
+{
+    int64_t u0 = 0, u1 = 0, u2 = 0;
+    int64_t pos0 = 0, pos1 = 0, pos2 = 0, end0 = 0, end1 = 0, end2 = 0;
+    int64_t next = 0;
+    int active = 0;
+    double sse = 0;
+    if (next < n_runs) { MF_LANE_TAKE(0); active++; }
+    if (next < n_runs) { MF_LANE_TAKE(1); active++; }
+    if (next < n_runs) { MF_LANE_TAKE(2); active++; }
+    while (active > 0) {
+        MF_LANE_STEP(0)
+        MF_LANE_STEP(1)
+        MF_LANE_STEP(2)
+    }
+    return sse;
+}
+
+#undef MF_LANE_TAKE
+#undef MF_LANE_STEP
+
+#define MF_FAST_CASE(K)                                                                        \
+    case K:                                                                                    \
+        return biased ? MF_NAME(mf_lanes_fast)(P, bu, Q, bi, run_user, run_ptr, order, n_runs, \
+                                               items, ratings, K, 1, lr, reg, bias_reg, mu)    \
+                      : MF_NAME(mf_lanes_fast)(P, bu, Q, bi, run_user, run_ptr, order, n_runs, \
+                                               items, ratings, K, 0, lr, reg, bias_reg, mu);
+
 static MF_TARGET double MF_NAME(mf_sgd_block)(
     MF_REAL *restrict P, MF_REAL *restrict Q, MF_REAL *restrict bu, MF_REAL *restrict bi,
     MF_REAL *restrict gp, MF_REAL *restrict gq,
@@ -207,55 +281,23 @@ static MF_TARGET double MF_NAME(mf_sgd_block)(
     const MF_REAL bias_reg = (MF_REAL)prm->bias_reg, mu = (MF_REAL)prm->mu;
     const int biased = prm->flags & MF_BIASED, adagrad = prm->flags & MF_ADAGRAD;
     const int nonneg = prm->flags & MF_NONNEG, n_factors = prm->n_factors;
-    const int fast = !(adagrad || nonneg);
-    double sse = 0;
-    for (int64_t t = 0; t < n_runs; t += 2) {
-        if (t + 8 < n_runs) {
-            __builtin_prefetch(run_ptr + order[t + 8], 0, 3);
-            __builtin_prefetch(run_user + order[t + 8], 0, 3);
-            __builtin_prefetch(run_ptr + order[t + 9 < n_runs ? t + 9 : t + 8], 0, 3);
-            __builtin_prefetch(run_user + order[t + 9 < n_runs ? t + 9 : t + 8], 0, 3);
+    if (!(adagrad || nonneg)) {
+        /* Widths with a register-resident specialisation; 112 is k = 97..112 padded.  More
+         * cases cost the others speed through code layout. */
+        switch (k) {
+            MF_FAST_CASE(8)
+            MF_FAST_CASE(16)
+            MF_FAST_CASE(32)
+            MF_FAST_CASE(64)
+            MF_FAST_CASE(112)
+            MF_FAST_CASE(128)
+            MF_FAST_CASE(256)
+            default: break;
         }
-        for (int64_t ahead = t + 2; ahead < t + 4 && ahead < n_runs; ahead++)
-            MF_NAME(mf_prefetch_run)(P, bu, run_user, run_ptr, items, ratings, order[ahead], k);
-        const int64_t ra = order[t], rb = t + 1 < n_runs ? order[t + 1] : -1;
-        const int64_t ua = run_user[ra], a0 = run_ptr[ra], a1 = run_ptr[ra + 1];
-        const int64_t ub = rb >= 0 ? run_user[rb] : -1;
-        const int64_t b0 = rb >= 0 ? run_ptr[rb] : 0, b1 = rb >= 0 ? run_ptr[rb + 1] : 0;
-        if (fast) {
-            /* Widths with a register-resident specialisation; 112 is k = 97..112 padded
-             * (k = 100: 1.13x the generic path on MovieLens 100K).  More cases cost the
-             * others speed through code layout (adding 96 too: k = 128 4 % slower). */
-            switch (k) {
-                MF_FAST_CASE(8)
-                MF_FAST_CASE(16)
-                MF_FAST_CASE(32)
-                MF_FAST_CASE(64)
-                MF_FAST_CASE(112)
-                MF_FAST_CASE(128)
-                MF_FAST_CASE(256)
-                default: break;
-            }
-        }
-        const int64_t common = (a1 - a0) < (b1 - b0) ? (a1 - a0) : (b1 - b0);
-        for (int64_t j = 0; j < common; j++) {
-            sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ua, items[a0 + j],
-                                                   ratings[a0 + j], k, n_factors, biased,
-                                                   adagrad, nonneg, lr, reg, bias_reg, mu);
-            sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ub, items[b0 + j],
-                                                   ratings[b0 + j], k, n_factors, biased,
-                                                   adagrad, nonneg, lr, reg, bias_reg, mu);
-        }
-        for (int64_t j = a0 + common; j < a1; j++)
-            sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ua, items[j], ratings[j],
-                                                   k, n_factors, biased, adagrad, nonneg, lr, reg,
-                                                   bias_reg, mu);
-        for (int64_t j = b0 + common; j < b1; j++)
-            sse += MF_NAME(mf_rating_step_generic)(P, Q, bu, bi, gp, gq, ub, items[j], ratings[j],
-                                                   k, n_factors, biased, adagrad, nonneg, lr, reg,
-                                                   bias_reg, mu);
     }
-    return sse;
+    return MF_NAME(mf_lanes_generic)(P, Q, bu, bi, gp, gq, run_user, run_ptr, order, n_runs,
+                                     items, ratings, k, n_factors, biased, adagrad, nonneg, lr,
+                                     reg, bias_reg, mu);
 }
 
 #undef MF_FAST_CASE

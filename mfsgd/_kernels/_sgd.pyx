@@ -11,8 +11,9 @@ blocks of sub-epoch s, which share no row block and no column block.  Within a b
 (users) are visited segment by segment: the block's runs are cut into segments of 32
 consecutive runs, the segments visited in the order of a Fisher-Yates permutation drawn from
 splitmix64(stream_seed(epoch_seed, block)), the runs of a segment in stored order (see
-:func:`block_order`); within a run, ratings in stored order (shuffled once by
-`build_layout`).  Blocks of one sub-epoch touch disjoint factor rows, so they run on
+:func:`block_order`).  The kernel works through that order in LANES lanes: each lane holds a
+run, the lanes apply one rating each in turn (ratings within a run in stored order, shuffled
+once by `build_layout`), and a lane whose run ends takes the next run of the order.  Blocks of one sub-epoch touch disjoint factor rows, so they run on
 any number of threads with bit-identical results; per-block error sums are added in block
 order for the same reason.
 """
@@ -32,6 +33,7 @@ cdef extern from "_kernels.h" nogil:
     uint64_t mf_stream_seed(uint64_t seed, uint64_t stream)
     void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
     int MF_SEGMENT_RUNS
+    int MF_LANES
     void mf_block_order(int32_t *out, int64_t n, uint64_t seed, int32_t *segments)
     void mf_shuffle_pairs(int32_t *items, float *ratings, int64_t n, uint64_t seed)
     double mf_sgd_block_f32(float *P, float *Q, float *bu, float *bi, float *gp, float *gq,
@@ -46,6 +48,7 @@ cdef extern from "_kernels.h" nogil:
                             const mf_params *prm)
     float mf_dot_f32(const float *a, const float *b, int k)
     double mf_dot_f64(const double *a, const double *b, int k)
+    double mf_seconds()
     const char *mf_select_isa(const char *wanted)
     const char *mf_isa_for(int k)
 
@@ -54,6 +57,7 @@ FLAG_ADAGRAD = MF_ADAGRAD
 FLAG_NONNEG = MF_NONNEG
 HAVE_OPENMP = bool(mf_have_openmp)
 SEGMENT_RUNS = MF_SEGMENT_RUNS
+LANES = MF_LANES
 
 
 def select_isa(str wanted="auto"):
@@ -218,6 +222,60 @@ cdef int _row_width(Py_ssize_t n_rows, Py_ssize_t k, Py_ssize_t row_stride,
     return row_stride // itemsize
 
 
+#: Work, in rating updates times (row width + RATING_OVERHEAD), that a sub-epoch must hold per
+#: thread before it is split over that many threads: below it, waking a thread and waiting at
+#: the barrier cost more than the thread saves.  Never changes the result.
+MIN_WORK_PER_THREAD = 4_000_000
+#: Cost of one rating update beyond its row width, in the same units (loads, error, biases).
+RATING_OVERHEAD = 48
+#: Predictions per thread below which :func:`predict` uses fewer threads.
+MIN_PREDICTIONS_PER_THREAD = 50_000
+
+
+cdef int _threads_for(double work, double min_work, int most) noexcept nogil:
+    """Threads for `work` units: one per `min_work` units, between 1 and `most`."""
+    if min_work <= 0:
+        return max(1, most)
+    if work < min_work * most:
+        return max(1, <int>(work / min_work))
+    return max(1, most)
+
+
+cdef int _sub_epoch_threads(const int64_t[::1] block_ptr, const int64_t[::1] run_ptr,
+                            const int32_t[:, ::1] schedule, Py_ssize_t s, double row_width,
+                            double overhead, double min_work, int n_threads) noexcept nogil:
+    """Threads for sub-epoch `s`: by its rating updates times (row width + overhead)."""
+    cdef double n_ratings = 0
+    cdef Py_ssize_t t
+    cdef int64_t blk
+    for t in range(schedule.shape[1]):
+        blk = schedule[s, t]
+        n_ratings += <double>(run_ptr[block_ptr[blk + 1]] - run_ptr[block_ptr[blk]])
+    return _threads_for(n_ratings * (row_width + overhead), min_work,
+                        <int>min(<Py_ssize_t>n_threads, schedule.shape[1]))
+
+
+def sub_epoch_threads(const int64_t[::1] block_ptr, const int64_t[::1] run_ptr,
+                      const int32_t[:, ::1] schedule, int row_width, int n_threads,
+                      min_work_per_thread=None):
+    """Threads :func:`sgd_epoch` gives each sub-epoch of `schedule` (see its parameters).
+
+    Returns
+    -------
+    ndarray of int32, shape (len(schedule),)
+    """
+    cdef double min_work = (MIN_WORK_PER_THREAD if min_work_per_thread is None
+                            else min_work_per_thread)
+    cdef double overhead = RATING_OVERHEAD
+    out = np.empty(schedule.shape[0], dtype=np.int32)
+    cdef int32_t[::1] view = out
+    cdef Py_ssize_t s
+    for s in range(schedule.shape[0]):
+        view[s] = _sub_epoch_threads(block_ptr, run_ptr, schedule, s, row_width, overhead,
+                                     min_work, n_threads)
+    return out
+
+
 cdef int _kernel_width(Py_ssize_t n_factors, Py_ssize_t width, Py_ssize_t other_width,
                        Py_ssize_t itemsize) except -1:
     """Row width of the factor arrays given to :func:`sgd_epoch`, after checking that both have
@@ -248,7 +306,8 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
               const int64_t[::1] run_ptr, const int32_t[::1] items, const float[::1] ratings,
               const int32_t[:, ::1] schedule, int32_t[::1] order, double[::1] block_sse,
               double mu, double lr, double reg, double bias_reg, int flags, uint64_t seed,
-              int n_threads, int n_factors=0):
+              int n_threads, int n_factors=0, double[::1] block_seconds=None,
+              min_work_per_thread=None):
     """Run the sub-epochs listed in `schedule`, in place on the factors and biases.
 
     Parameters
@@ -278,10 +337,17 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     seed : int
         Seed of this epoch's visiting order.
     n_threads : int
-        Threads for the blocks of a sub-epoch (no effect on the result).
+        Most threads for the blocks of a sub-epoch (no effect on the result).  A sub-epoch
+        gets one thread per `min_work_per_thread` units of work, at most `n_threads`.
     n_factors : int, default=0
         The number of factors k in a row (adagrad averages its squared gradients over k);
         0 means the whole width.
+    block_seconds : ndarray of float64, shape (n_blocks ** 2,), optional
+        Receives the seconds each block of the schedule took.
+    min_work_per_thread : float, optional
+        Work per thread (rating updates times (row width + RATING_OVERHEAD)) below which a
+        sub-epoch runs on fewer threads; default :data:`MIN_WORK_PER_THREAD`, 0 uses
+        `n_threads` for every sub-epoch.
 
     Returns
     -------
@@ -303,7 +369,15 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     cdef int64_t blk, start, n_runs
     cdef floating *gp = _ptr_or_null(user_grad_sq)
     cdef floating *gq = _ptr_or_null(item_grad_sq)
-    cdef double total = 0
+    cdef double total = 0, began
+    cdef double min_work = (MIN_WORK_PER_THREAD if min_work_per_thread is None
+                            else min_work_per_thread)
+    cdef double overhead = RATING_OVERHEAD
+    cdef int sub_threads
+    cdef bint timed = block_seconds is not None
+    if timed and block_seconds.shape[0] != block_sse.shape[0]:
+        raise ValueError(f"block_seconds must have {block_sse.shape[0]} entries, got "
+                         f"{block_seconds.shape[0]}")
     cdef int64_t most_runs = 0
     for b in range(block_ptr.shape[0] - 1):
         most_runs = max(most_runs, block_ptr[b + 1] - block_ptr[b])
@@ -311,28 +385,32 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     cdef int32_t[:, ::1] segments = segment_scratch
     with nogil:
         for s in range(n_sub):
+            sub_threads = _sub_epoch_threads(block_ptr, run_ptr, schedule, s, k, overhead,
+                                             min_work, n_threads)
             # Column t of the schedule is always row block t, and a static schedule always gives
             # it to the same thread: each thread keeps its users' factor rows in its own cache
-            # across sub-epochs (2.7M ratings, two threads: 2.0-2.1x one thread at k = 32 and
-            # 1.8-2.1x at k = 128, against 1.9x and 1.65x with a dynamic schedule).
-            for t in prange(width, num_threads=n_threads, schedule="static", chunksize=1):
+            # across sub-epochs.
+            for t in prange(width, num_threads=sub_threads, schedule="static", chunksize=1):
                 blk = schedule[s, t]
                 start = block_ptr[blk]
                 n_runs = block_ptr[blk + 1] - start
                 block_sse[blk] = 0
-                if n_runs == 0:
-                    continue
-                mf_block_order(&order[start], n_runs, mf_stream_seed(seed, blk), &segments[t, 0])
-                if floating is float:
-                    block_sse[blk] = mf_sgd_block_f32(
-                        &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,
-                        &run_user[start], &run_ptr[start], &order[start], n_runs,
-                        &items[0], &ratings[0], k, &prm)
-                else:
-                    block_sse[blk] = mf_sgd_block_f64(
-                        &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,
-                        &run_user[start], &run_ptr[start], &order[start], n_runs,
-                        &items[0], &ratings[0], k, &prm)
+                began = mf_seconds()
+                if n_runs > 0:
+                    mf_block_order(&order[start], n_runs, mf_stream_seed(seed, blk),
+                                   &segments[t, 0])
+                    if floating is float:
+                        block_sse[blk] = mf_sgd_block_f32(
+                            &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,
+                            &run_user[start], &run_ptr[start], &order[start], n_runs,
+                            &items[0], &ratings[0], k, &prm)
+                    else:
+                        block_sse[blk] = mf_sgd_block_f64(
+                            &P[0, 0], &Q[0, 0], &user_bias[0], &item_bias[0], gp, gq,
+                            &run_user[start], &run_ptr[start], &order[start], n_runs,
+                            &items[0], &ratings[0], k, &prm)
+                if timed:
+                    block_seconds[blk] = mf_seconds() - began
         for b in range(block_sse.shape[0]):
             total += block_sse[b]
     return total
@@ -340,7 +418,8 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
 
 def predict(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
             floating[::1] item_bias, double mu, const int64_t[::1] users,
-            const int64_t[::1] items, double[::1] out, int n_threads=1):
+            const int64_t[::1] items, double[::1] out, int n_threads=1,
+            min_per_thread=None):
     """Predict ratings for index pairs into `out`; index -1 means unknown (no factors, no bias).
 
     Parameters
@@ -354,6 +433,10 @@ def predict(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
         Row indices into P / Q, or -1.
     out : ndarray of float64
         Receives the predictions (unclipped).
+    n_threads : int
+        Most threads (no effect on the result): one per `min_per_thread` predictions.
+    min_per_thread : int, optional
+        Default :data:`MIN_PREDICTIONS_PER_THREAD`; 0 uses `n_threads` whatever the size.
     """
     cdef Py_ssize_t n = users.shape[0], j
     cdef int k = P.shape[1]
@@ -361,6 +444,8 @@ def predict(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     cdef double value
     _row_width(P.shape[0], k, P.strides[0], P.strides[1], sizeof(floating), "P")
     _row_width(Q.shape[0], k, Q.strides[0], Q.strides[1], sizeof(floating), "Q")
+    n_threads = _threads_for(n, MIN_PREDICTIONS_PER_THREAD if min_per_thread is None
+                             else min_per_thread, n_threads)
     with nogil:
         for j in prange(n, num_threads=n_threads, schedule="static"):
             u = users[j]

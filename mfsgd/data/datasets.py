@@ -42,7 +42,9 @@ TITLE_BLOCK_BYTES = 1 << 18  # movie files are read in pieces of this size
 
 
 @dataclass(frozen=True)
-class _Layout:
+class _Release:
+    """The files of one MovieLens release family and how to read them."""
+
     name: str
     ratings: str        # file name of the ratings
     sep: str
@@ -53,11 +55,11 @@ class _Layout:
     encoding: str       # of the titles
 
 
-LAYOUTS = {
-    "100k": _Layout("100k", "u.data", "\t", False, (1, 5), "u.item", "|", "latin-1"),
-    "1m": _Layout("1m", "ratings.dat", "::", False, (1, 5), "movies.dat", "::", "latin-1"),
-    "10m": _Layout("10m", "ratings.dat", "::", False, (0.5, 5), "movies.dat", "::", "utf-8"),
-    "csv": _Layout("csv", "ratings.csv", ",", True, (0.5, 5), "movies.csv", None, "utf-8"),
+RELEASES = {
+    "100k": _Release("100k", "u.data", "\t", False, (1, 5), "u.item", "|", "latin-1"),
+    "1m": _Release("1m", "ratings.dat", "::", False, (1, 5), "movies.dat", "::", "latin-1"),
+    "10m": _Release("10m", "ratings.dat", "::", False, (0.5, 5), "movies.dat", "::", "utf-8"),
+    "csv": _Release("csv", "ratings.csv", ",", True, (0.5, 5), "movies.csv", None, "utf-8"),
 }
 _COLUMNS = ("user", "item", "rating", "timestamp")
 
@@ -106,9 +108,9 @@ def load_movielens(name_or_path, data_home=None, download=False):
     'Toy Story (1995)'
     """
     source = _resolve(name_or_path, data_home, download)
-    layout, prefix = _detect(source)
-    ratings = _read(source, prefix + layout.ratings, layout)
-    return _with_titles(ratings, _read_titles(source, prefix + layout.titles, layout))
+    release, prefix = _detect(source)
+    ratings = _read(source, prefix + release.ratings, release)
+    return _with_titles(ratings, _read_titles(source, prefix + release.titles, release))
 
 
 def load_movielens_split(name_or_path, fold, data_home=None, download=False):
@@ -134,16 +136,16 @@ def load_movielens_split(name_or_path, fold, data_home=None, download=False):
     if isinstance(fold, bool) or fold not in SPLIT_FOLDS:
         raise ValueError(f"fold must be one of {list(SPLIT_FOLDS)}, got {fold!r}")
     source = _resolve(name_or_path, data_home, download)
-    layout, prefix = _detect(source)
-    if layout.name != "100k":
-        raise ValueError(f"{source} is MovieLens {layout.name}: predefined splits (u1.base ...) "
+    release, prefix = _detect(source)
+    if release.name != "100k":
+        raise ValueError(f"{source} is MovieLens {release.name}: predefined splits (u1.base ...) "
                          f"exist only in MovieLens 100K")
     names = [f"{prefix}u{fold}.{part}" for part in ("base", "test")]
     missing = [name for name in names if not _contains(source, name)]
     if missing:
         raise FileNotFoundError(f"{source} has no {' or '.join(missing)}")
-    titles = _read_titles(source, prefix + layout.titles, layout)
-    return tuple(_with_titles(_read(source, name, layout), titles) for name in names)
+    titles = _read_titles(source, prefix + release.titles, release)
+    return tuple(_with_titles(_read(source, name, release), titles) for name in names)
 
 
 def movielens_data_home(data_home=None):
@@ -207,7 +209,7 @@ def _check_archive(path):
 
 
 def _detect(source):
-    """(layout, prefix) of a folder or zip archive: prefix is the path of the layout's folder
+    """(release, prefix) of a folder or zip archive: prefix is the path of the release's folder
     inside it ("" or "name/")."""
     if source.is_dir():
         names = {str(path.relative_to(source)).replace(os.sep, "/")
@@ -222,11 +224,11 @@ def _detect(source):
         lead = prefix + "/" if prefix else ""
         files = {name[len(lead):] for name in names if name.rpartition("/")[0] == prefix}
         if "u.data" in files:
-            return LAYOUTS["100k"], lead
+            return RELEASES["100k"], lead
         if "ratings.dat" in files:
-            return LAYOUTS["1m" if "users.dat" in files else "10m"], lead
+            return RELEASES["1m" if "users.dat" in files else "10m"], lead
         if "ratings.csv" in files:
-            return LAYOUTS["csv"], lead
+            return RELEASES["csv"], lead
     raise ValueError(f"{source} holds no MovieLens ratings file (u.data, ratings.dat or "
                      f"ratings.csv, at the top or one folder down)")
 
@@ -238,34 +240,34 @@ def _contains(source, name):
         return name in archive.namelist()
 
 
-def _read(source, name, layout):
+def _read(source, name, release):
     if source.is_dir():
-        return read_ratings(source / name, sep=layout.sep, columns=_COLUMNS, header=layout.header,
-                            rating_scale=layout.scale)
-    return read_ratings(source, sep=layout.sep, columns=_COLUMNS, header=layout.header,
-                        rating_scale=layout.scale, member=name)
+        return read_ratings(source / name, sep=release.sep, columns=_COLUMNS,
+                            header=release.header, rating_scale=release.scale)
+    return read_ratings(source, sep=release.sep, columns=_COLUMNS, header=release.header,
+                        rating_scale=release.scale, member=name)
 
 
-def _read_titles(source, name, layout):
-    """{movie id: title} from the layout's movies file ({} when the file is absent).
+def _read_titles(source, name, release):
+    """{movie id: title} from the release's movies file ({} when the file is absent).
 
     The file is streamed line by line (no line over MAX_LINE_BYTES), keeping only the id and
     the title of each movie, so memory follows the titles, not the file.  A line that is not
-    valid in the layout's encoding is read as latin-1.
+    valid in the release's encoding is read as latin-1.
     """
     if not _contains(source, name):
         return {}
     path, member = (source / name, None) if source.is_dir() else (source, name)
     with BinarySource(path, member) as opened:
-        lines = (_decode_title_line(line, layout.encoding) for line in
+        lines = (_decode_title_line(line, release.encoding) for line in
                  iter_lines(opened.stream, opened.name, TITLE_BLOCK_BYTES, MAX_LINE_BYTES))
-        if layout.titles_sep is None:
+        if release.titles_sep is None:
             rows = csv.reader(lines)
         else:
-            rows = (line.split(layout.titles_sep, 2) for line in lines)
+            rows = (line.split(release.titles_sep, 2) for line in lines)
         titles = {}
         try:
-            if layout.titles_sep is None:
+            if release.titles_sep is None:
                 next(rows, None)  # the header
             for row in rows:
                 if len(row) >= 2:

@@ -254,7 +254,7 @@ class _Reader:
     def _pandas_applies(self, consumed):
         """Whether to hand the rest of the file (after one chunk at least) to pandas: for a
         one-byte separator, when pandas is imported already or the file is large enough for
-        its faster parser to repay the import (about 0.3 s)."""
+        its faster parser to repay the import."""
         if not self.use_pandas or self.sep_byte is None or self.as_strings:
             return False
         if sys.modules.get("pandas") is None and consumed < PANDAS_MIN_BYTES:

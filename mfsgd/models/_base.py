@@ -4,7 +4,7 @@ Training calls (``fit``, ``partial_fit``: set-up, one call at a time, Ctrl-C, di
 the learned attributes, prediction, scoring, recommendations, neighbours, ``save`` / ``load``
 and pickling all work on the model's one :class:`~mfsgd.training.state.FitState`
 (``fit_state_``).  A concrete model (:class:`mfsgd.MatrixFactorization`) adds its parameters
-and its math through four hooks:
+and its math through four hooks, and may choose where training runs through a fifth:
 
 ``checked_params()``
     The parameters, checked, as a dict (the keys the training code reads are listed in
@@ -15,8 +15,13 @@ and its math through four hooks:
     `n` fresh factor rows, for users and items that ``partial_fit`` or ``fold_in`` add.
 ``_kernel(params)``
     The model's kernel for the epoch loop (see :mod:`mfsgd.training.loop`).
+``_backend(kernel, params)``
+    Where the kernel's blocks run; by default in this process
+    (:class:`~mfsgd.training.loop.LocalBackend`).  A distributed estimator returns its own
+    backend here and inherits everything else.
 
-A model with more fitted state sets ``_state_class`` to a FitState subclass.
+A model with more fitted state sets the class attribute ``state_class`` to a FitState
+subclass.
 """
 import warnings
 from contextlib import contextmanager
@@ -32,7 +37,7 @@ from ..data._idmap import IdMap, as_id_list, first_unknown
 from ..data.ratings import as_ratings
 from ..exceptions import DivergenceError, NotFittedError
 from ..training.guards import deferred_interrupts, exclusive_training
-from ..training.loop import continue_training, train_epochs
+from ..training.loop import LocalBackend, continue_training, train_epochs
 from ..training.seen import seen_from_ratings
 from ..training.setup import adopt, fingerprint, hold_out, indexed_pairs, lay_out
 from ..training.state import FitState
@@ -67,9 +72,13 @@ class FactorModel(EstimatorMixin):
     The learned attributes (``user_factors_``, ``item_factors_``, ``user_bias_``,
     ``item_bias_``, ``global_mean_``, ``rating_range_``, ``history_``, ``best_epoch_``) are
     fields of ``fit_state_``, read and written through it.
+
+    ``state_class`` (a class attribute) is the :class:`~mfsgd.training.state.FitState`
+    class of the model's fitted state: a model with more state names a subclass here, and
+    persistence reads it to know which fields a model file holds.
     """
 
-    _state_class = FitState
+    state_class = FitState
 
     user_factors_ = _Learned("user_factors", "ndarray, shape (n_users, k): user factors.")
     item_factors_ = _Learned("item_factors", "ndarray, shape (n_items, k): item factors.")
@@ -103,8 +112,8 @@ class FactorModel(EstimatorMixin):
 
     @fit_state_.setter
     def fit_state_(self, state):
-        if not isinstance(state, self._state_class):
-            raise TypeError(f"fit_state_ must be a {self._state_class.__name__}, got "
+        if not isinstance(state, self.state_class):
+            raise TypeError(f"fit_state_ must be a {self.state_class.__name__}, got "
                             f"{type(state).__name__}")
         self._state = state
 
@@ -133,7 +142,7 @@ class FactorModel(EstimatorMixin):
         """
         raise NotImplementedError
 
-    def _n_threads(self):
+    def _thread_count(self):
         return check_n_threads("n_threads", self.n_threads)
 
     # ------------------------------------------------------------------ training
@@ -195,9 +204,10 @@ class FactorModel(EstimatorMixin):
         self._take_titles(X, replace_all=True)
         state, valid_pairs = self._new_state(train, valid, params, rng)
         self._state = state
+        kernel = self._kernel(params)
         try:
-            train_epochs(self, state, self._kernel(params), params, params["n_epochs"],
-                         valid_pairs, self.early_stopping)
+            train_epochs(self, state, kernel, params, params["n_epochs"], valid_pairs,
+                         self.early_stopping, self._backend(kernel, params))
         except DivergenceError:
             self._forget_fit()
             raise
@@ -212,7 +222,7 @@ class FactorModel(EstimatorMixin):
         if self.early_stopping and valid is None:
             train, holdout = hold_out(train, params["validation_fraction"], rng)
         global_mean = float(np.mean(train.data, dtype=np.float64)) if self.biased else 0.0
-        state = self._state_class(
+        state = self.state_class(
             rating_range=train.rating_range, global_mean=global_mean,
             **self._initial_arrays(rng, train.n_users, train.n_items, params),
             user_map=user_map, item_map=item_map, seen_indptr=seen_indptr,
@@ -264,19 +274,25 @@ class FactorModel(EstimatorMixin):
             return self._fit(X, validation, n_epochs)
         params = self.checked_params()
         state, kernel = self._state, self._kernel(params)
+        backend = self._backend(kernel, params)
         train = as_ratings("X", X, copy=False)
         digest = fingerprint(train)
         if digest != state.fingerprint or state.layout is None:
             if n_epochs and state.partial_epoch is not None:
                 continue_training(self, state, kernel, params, 1,
-                                  self._validation_pairs(validation))
+                                  self._validation_pairs(validation), backend)
                 n_epochs -= 1
             with deferred_interrupts():
                 adopt(state, train, self.n_blocks, self._factor_draw(state, params), digest)
         self._take_titles(X, replace_all=False)
         continue_training(self, state, kernel, params, n_epochs,
-                          self._validation_pairs(validation))
+                          self._validation_pairs(validation), backend)
         return self
+
+    def _backend(self, kernel, params):
+        """Where training runs `kernel`'s blocks: in this process.  A distributed estimator
+        overrides this (see :mod:`mfsgd.training.loop` for what a backend does)."""
+        return LocalBackend(kernel)
 
     @contextmanager
     def _training_call(self, method):
@@ -397,7 +413,7 @@ class FactorModel(EstimatorMixin):
         if user_index.shape != item_index.shape:
             raise ValueError(f"users and items must have the same length, got "
                              f"{len(user_index)} and {len(item_index)}")
-        out = state.predict_rows(user_index, item_index, self._n_threads())
+        out = state.predict_rows(user_index, item_index, self._thread_count())
         return float(out[0]) if scalar else out
 
     def score(self, X, metric="rmse"):
@@ -418,7 +434,7 @@ class FactorModel(EstimatorMixin):
         state = self.fit_state_
         check_choice("metric", metric, SCORES)
         users, items, values = indexed_pairs(state, as_ratings("X", X, copy=False))
-        predicted = state.predict_rows(users, items, self._n_threads())
+        predicted = state.predict_rows(users, items, self._thread_count())
         return getattr(metrics, metric)(values, predicted)
 
     # ------------------------------------------------------------------ recommendation

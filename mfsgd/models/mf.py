@@ -62,7 +62,9 @@ class MatrixFactorization(FactorModel):
         ``mfsgd.training.layout.auto_n_blocks``). Results depend on it, not on the thread
         count.
     n_threads : int or None, default=None
-        OpenMP threads; None uses all cores.
+        Most OpenMP threads; None uses as many as the CPUs this process may use (its
+        affinity mask, capped by a container's CPU quota).  Each step of training gets fewer
+        when its work is too small to pay for more threads.
     random_state : int, numpy Generator or None
         Seed of the initial factors and of the visiting order.
     dtype : {np.float32, np.float64}, default=np.float32
@@ -291,7 +293,7 @@ class MFKernel:
                        layout.items, layout.ratings, blocks, layout.order, layout.block_sse,
                        state.global_mean, lr, params["regularization"],
                        params["bias_regularization"], self.flags, seed, params["n_threads"],
-                       state.n_factors)
+                       state.n_factors, layout.block_seconds)
         return layout.block_sse
 
     def run_block(self, block, arrays, index, n_blocks, global_mean, n_factors, lr, seed):

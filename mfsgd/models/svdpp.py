@@ -127,7 +127,7 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         As for :class:`MatrixFactorization`.
     """
 
-    _state_class = SVDppState
+    state_class = SVDppState
 
     implicit_factors_ = _Learned("implicit_factors", "ndarray, shape (n_items, k): the "
                                  "implicit factors y_j.")
@@ -239,9 +239,10 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         self._take_titles(X, replace_all=True)
         state, valid_pairs = self._new_svdpp_state(train, valid, extra, params, rng)
         self._state = state
+        kernel = self._kernel(params)
         try:
-            train_epochs(self, state, self._kernel(params), params, params["n_epochs"],
-                         valid_pairs, self.early_stopping)
+            train_epochs(self, state, kernel, params, params["n_epochs"], valid_pairs,
+                         self.early_stopping, self._backend(kernel, params))
         except DivergenceError:
             self._forget_fit()
             raise
@@ -356,19 +357,20 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
             return self._fit(X, validation, n_epochs, implicit=implicit)
         params = self.checked_params()
         state, kernel = self._state, self._kernel(params)
+        backend = self._backend(kernel, params)
         train = as_ratings("X", X, copy=False)
         extra = None if implicit is None else implicit_ids(implicit)
         digest = fingerprint(train)
         if digest != state.fingerprint or state.layout is None or extra is not None:
             if n_epochs and state.partial_epoch is not None and state.layout is not None:
                 continue_training(self, state, kernel, params, 1,
-                                  self._validation_pairs(validation))
+                                  self._validation_pairs(validation), backend)
                 n_epochs -= 1
             with deferred_interrupts():
                 self._adopt(state, train, extra, params, digest)
         self._take_titles(X, replace_all=False)
         continue_training(self, state, kernel, params, n_epochs,
-                          self._validation_pairs(validation))
+                          self._validation_pairs(validation), backend)
         return self
 
     def _adopt(self, state, train, extra, params, digest):

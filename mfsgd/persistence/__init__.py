@@ -392,7 +392,7 @@ def _read_arrays(path, cls):
         version = int(archive.read(headers["format_version"]))
         _check_format_version(version, archive, path)
         file_cls = _file_class(archive, version, cls, path)
-        schema = _schema(file_cls._state_class, named=version >= 2)
+        schema = _schema(file_cls.state_class, named=version >= 2)
         missing = [name for name in schema if name not in archive.infos]
         if missing:
             raise ValueError(f"{path}: missing array {missing[0]!r}")
@@ -413,7 +413,7 @@ def _model_class(name):
 def _most_members():
     """The most arrays a model file of any class holds (the zip directory is checked against
     it before anything is read)."""
-    return max(len(_schema(_model_class(name)._state_class, named=True))
+    return max(len(_schema(_model_class(name).state_class, named=True))
                for name in MODEL_CLASSES) + len(OPTIONAL)
 
 
@@ -480,7 +480,7 @@ def _native(array):
 def _model_from_arrays(arrays, cls):
     contents = check_contents(arrays, cls)
     model = cls(**contents["params"])
-    state_class = model._state_class
+    state_class = model.state_class
     model.fit_state_ = state_class(**{
         f.name: CODECS[f.metadata["saved"]].decode(arrays, f, contents)
         for f in state_class.saved_fields()})

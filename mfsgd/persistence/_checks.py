@@ -62,12 +62,12 @@ def check_contents(arrays, cls):
         A ValueError naming the first field found wrong.
     """
     params, checked = _checked_params(_json_field(arrays, "params_json"), cls)
-    _check_factor_arrays(arrays, checked, cls._state_class)
+    _check_factor_arrays(arrays, checked, cls.state_class)
     _check_ids(arrays, "user", len(arrays["user_bias"]))
     _check_ids(arrays, "item", len(arrays["item_bias"]))
     _check_scalars(arrays)
     # A model's own fields beyond FitState's (raises FieldError).
-    cls._state_class.check_saved(arrays)
+    cls.state_class.check_saved(arrays)
     try:
         check_seen(arrays["seen_indptr"], arrays["seen_indices"], len(arrays["user_bias"]),
                    len(arrays["item_bias"]), "seen items")
@@ -175,7 +175,7 @@ def _checked_params(params, cls):
     """(keyword arguments for cls, cls's own checked parameters) from the saved params."""
     if not isinstance(params, dict):
         raise FieldError("params_json", "must be an object of parameter values")
-    names = set(cls._param_names())
+    names = set(cls().get_params(deep=False))
     unknown = sorted(set(params) - names)
     if unknown:
         raise FieldError("params_json", f"unknown parameters {_short(unknown)}")

@@ -146,8 +146,10 @@ class BlockLayout:
 
     Block ``b`` (row block ``b // n_blocks``, column block ``b % n_blocks``) holds runs
     ``block_ptr[b]:block_ptr[b + 1]``; run ``j`` is user ``run_user[j]``'s ratings
-    ``items[run_ptr[j]:run_ptr[j + 1]]`` / ``ratings[...]``.  `order` and `block_sse` are the
-    kernel's scratch space (visiting order of runs, squared error per block).
+    ``items[run_ptr[j]:run_ptr[j + 1]]`` / ``ratings[...]``.  `order`, `block_sse` and
+    `block_seconds` are the kernel's scratch space (visiting order of runs, squared error and
+    seconds per block); `schedule` is the block schedule of the epoch `block_seconds` was
+    measured in (see :func:`block_schedule`).
     """
 
     n_blocks: int
@@ -158,12 +160,15 @@ class BlockLayout:
     ratings: np.ndarray
     order: np.ndarray
     block_sse: np.ndarray
+    block_seconds: np.ndarray
+    schedule: np.ndarray = None
 
     @property
     def nbytes(self):
         """Memory held by the layout arrays."""
         return sum(a.nbytes for a in (self.block_ptr, self.run_user, self.run_ptr, self.items,
-                                      self.ratings, self.order, self.block_sse))
+                                      self.ratings, self.order, self.block_sse,
+                                      self.block_seconds))
 
 
 def build_layout(ratings, n_blocks, rng, item_counts=None):
@@ -227,7 +232,8 @@ def _fill(indptr, indices, data, row_block, col_block, n_blocks, seed, first_run
     _sgd.fill_layout(indptr, indices, data, row_block, col_block, n_blocks, block_ptr[:-1],
                      rating_start, run_user, run_ptr, items, values, seed, first_run)
     return BlockLayout(n_blocks, block_ptr, run_user, run_ptr, items, values,
-                       np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks))
+                       np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks),
+                       np.zeros(n_blocks * n_blocks))
 
 
 def block_schedule(n_blocks, rng):

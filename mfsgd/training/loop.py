@@ -31,10 +31,27 @@ Two objects plug into it.  The **kernel** is the model's own math (for matrix fa
     does not cover is finite; making the arrays that ``predict`` reads current (before
     validation, callbacks and at the end).
 
-The **backend** says where the blocks run: :class:`LocalBackend` runs the kernel in this
-process (OpenMP threads over the blocks of a sub-epoch).  A distributed backend runs the same
-blocks as tasks elsewhere and implements the same four methods; its ``sync(state)`` brings the
-current arrays into the state before the loop reads them (penalty, validation, callbacks).
+The **backend** says where the blocks run; the loop calls:
+
+``open(state)`` / ``close(state)``
+    Around a training call (also on errors).
+``run(state, blocks, lr, seed)``
+    As the kernel's ``run``: the sub-epochs whose blocks are the rows of `blocks`, with the
+    epoch's learning rate and kernel seed; the blocks' squared errors.
+``sync(state)``
+    After an epoch's last ``run``: bring the current arrays into the state before the loop
+    reads them (penalty, divergence check, validation, callbacks, early stopping).
+
+:class:`LocalBackend` runs the kernel in this process (OpenMP threads over the blocks of a
+sub-epoch).  A distributed backend runs the same blocks as tasks elsewhere: it can lay each
+block out alone (:func:`mfsgd.training.layout.lay_out_block`) and run it alone
+(:meth:`mfsgd.models.mf.MFKernel.run_block`), with the same result as the local kernel.
+
+How they plug in: :class:`mfsgd.models._base.FactorModel` builds both for every training call,
+the kernel from its ``_kernel(params)`` hook and the backend from ``_backend(kernel,
+params)`` (``LocalBackend`` unless a subclass says otherwise), and calls
+:func:`train_epochs` (``fit``) or :func:`continue_training` (``partial_fit``).  A new model
+supplies a kernel; a new place to train supplies a backend; neither copies the loop.
 """
 import time
 
@@ -203,6 +220,7 @@ class _Epochs:
             blocks = block_schedule(n_blocks, state.rng)
             seed = int(state.rng.integers(0, 2**63))
             part = state.partial_epoch = PartialEpoch(blocks, seed, np.zeros(n_blocks ** 2))
+            state.layout.schedule = blocks          # what the layout's block_seconds refer to
         n_sub = len(part.blocks)
         while part.done < n_sub:
             first = part.done
