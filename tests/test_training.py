@@ -424,7 +424,8 @@ def test_verbose_table_and_progress_bar_together_do_not_garble(data, monkeypatch
     monkeypatch.setattr(sys, "stderr", screen)
     model(n_epochs=3, verbose=True, show_progress=True).fit(data[0], validation=data[1])
     parts = [part for part in re.split(r"[\r\n]", screen.getvalue()) if part.strip()]
-    frame = re.compile(r"mfsgd: +\d+%\|[^|]*\| \d+/3 \[[^\]]*\]")
+    # tqdm pads a frame with spaces when it is shorter than the one it overwrites.
+    frame = re.compile(r"mfsgd: +\d+%\|[^|]*\| \d+/3 \[[^\]]*\] *")
     row = re.compile(r" +\d+ +[\d.]+ +[\d.]+ +[\d.e+]+ +[\d.]+")
     assert parts[0].startswith("epoch  train_rmse  valid_rmse")
     for part in parts[1:]:
