@@ -40,6 +40,8 @@ def _add_data_options(parser):
                         "user, item, rating, timestamp, or names from its header line "
                         "(userId,movieId,rating,-); - skips a field (default: inferred from the "
                         "header line, else from the number of fields)")
+    parser.add_argument("--encoding", default=None, help="text encoding of a ratings file, "
+                        "for example latin-1 (default: utf-8)")
     parser.add_argument("--data-home", default=None, help="MovieLens cache folder (default: "
                         "$MFSGD_DATA or ~/mfsgd_data)")
     parser.add_argument("--download", action="store_true",

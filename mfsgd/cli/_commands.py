@@ -3,6 +3,7 @@ import os
 import re
 import shlex
 import time
+import unicodedata
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def option_dest(flag):
 
 def load_data(args):
     """The Ratings named by ``args.data``: 'demo', a MovieLens name, folder or archive, or a
-    delimited ratings file (read with ``args.sep`` and ``args.columns``)."""
+    delimited ratings file (read with ``args.sep``, ``args.columns`` and ``args.encoding``)."""
     source = args.data
     columns = getattr(args, "columns", None)
     columns = None if columns is None else parse_columns(columns)
@@ -102,6 +103,8 @@ def load_data(args):
     options = {"sep": args.sep}
     if columns is not None:
         options["columns"] = columns
+    if getattr(args, "encoding", None) is not None:
+        options["encoding"] = args.encoding
     return read_ratings(source, **options)
 
 
@@ -117,7 +120,7 @@ def parse_columns(text):
 
 
 def _refuse_file_options(args, what):
-    for flag in ("--sep", "--columns"):
+    for flag in ("--sep", "--columns", "--encoding"):
         if getattr(args, option_dest(flag), None) is not None:
             raise CommandError(f"{flag} applies to a ratings file, not to {what}")
 
@@ -321,14 +324,23 @@ def run_recommend(args, out):
     rows = [(str(rank), str(item), f"{score:.3f}", titles.get(item) or "")
             for rank, (item, score) in enumerate(zip(items.tolist(), scores.tolist()), start=1)]
     header = ("rank", "item", "score", "title" if any(row[3] for row in rows) else "")
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(3)]
+    widths = [max(display_width(row[column]) for row in [header, *rows]) for column in range(3)]
     # Numbers are right-aligned; string ids, like titles, read better left-aligned.
-    item_align = ">" if np.asarray(model.item_ids_).dtype.kind in "iu" else "<"
+    right = np.asarray(model.item_ids_).dtype.kind in "iu"
     for rank, item, score, title in [header, *rows]:
-        line = (f"{rank:>{widths[0]}}  {item:{item_align}{widths[1]}}  {score:>{widths[2]}}"
-                f"  {title}")
+        item_pad = " " * (widths[1] - display_width(item))
+        item = item_pad + item if right else item + item_pad
+        line = f"{rank:>{widths[0]}}  {item}  {score:>{widths[2]}}  {title}"
         print(line.rstrip(), file=out)
     return 0
+
+
+def display_width(text):
+    """Columns that `text` takes on a terminal: wide (East Asian) characters take two,
+    combining marks and other zero-width characters none."""
+    return sum(0 if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Cf")
+               else 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+               for char in text)
 
 
 def _typed_id(text, known_ids):
@@ -416,7 +428,7 @@ def _flag_value(value):
 def _data_flags(args):
     """DATA and the options needed to read it again, as shell words."""
     words = [args.data]
-    for flag in ("--sep", "--columns", "--data-home"):
+    for flag in ("--sep", "--columns", "--encoding", "--data-home"):
         value = getattr(args, option_dest(flag), None)
         if value is not None:
             words += [flag, value]

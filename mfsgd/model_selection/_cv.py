@@ -183,9 +183,9 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
         calls (and searches) compare models on the same splits; pass a KFold with another
         random_state for other folds.  A splitter is mfsgd's KFold or PredefinedSplit, a
         scikit-learn splitter (KFold, ShuffleSplit, StratifiedKFold, ...: its index arrays
-        are positions into the ratings' CSR order; it gets one sample per rating and the
-        ratings as y, no groups), or anything with ``split(ratings)`` and ``get_n_splits()``
-        yielding rating sets or position arrays.  Pairs are rating sets (each side a
+        are positions into the ratings' CSR order; it gets one sample per rating, the class
+        of each rating's value as y, and no groups), or anything with ``split(ratings)``
+        and ``get_n_splits()`` yielding rating sets or position arrays.  Pairs are rating sets (each side a
         Ratings, scipy.sparse matrix or tuple) or position arrays.
     scoring : str or sequence of str, default=("rmse", "mae")
         Metrics computed on each test fold from ``model.predict`` (lower is better).  Test
