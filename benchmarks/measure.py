@@ -194,8 +194,8 @@ class ImbalanceRecorder:
 
 
 def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True,
-                input="tuple", **params):
-    """Fit MatrixFactorization on the 90 % split of `data` and return the measurements.
+                input="tuple", model="mf", **params):
+    """Fit MatrixFactorization (or SVDpp) on the 90 % split of `data`; return the measurements.
 
     Parameters
     ----------
@@ -210,6 +210,8 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     input : {"tuple", "scipy", "ratings"}
         How the training ratings are passed to fit (see :func:`as_input`); they are converted
         before the memory baseline, so fit's own conversions count and the caller's do not.
+    model : {"mf", "svdpp"}
+        The estimator: MatrixFactorization or SVDpp (with its default implicit parameters).
 
     Returns
     -------
@@ -229,9 +231,11 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     train, test = load_split(data)
     train_input = as_input(train, input)
     imbalance = ImbalanceRecorder(n_threads)
-    model = mfsgd.MatrixFactorization(n_factors=n_factors, n_epochs=n_epochs,
-                                      n_threads=n_threads, random_state=random_state,
-                                      callbacks=[imbalance], **params)
+    estimator = {"mf": mfsgd.MatrixFactorization, "svdpp": getattr(mfsgd, "SVDpp", None)}[model]
+    if estimator is None:
+        raise RuntimeError(f"this mfsgd ({mfsgd.__file__}) has no SVDpp")
+    model = estimator(n_factors=n_factors, n_epochs=n_epochs, n_threads=n_threads,
+                      random_state=random_state, callbacks=[imbalance], **params)
     gc.collect()
     before = _status_kib()
     peak_reset = _reset_peak_rss()

@@ -109,6 +109,35 @@ def grid_row(row):
     return "| " + " | ".join(cells[key] for key, _ in GRID_COLUMNS) + " |"
 
 
+SVDPP_COLUMNS = [
+    ("ratings", "size"), ("k", "k"), ("threads", "threads"), ("s_epoch", "SVD++ s/epoch"),
+    ("mf_s_epoch", "MF s/epoch"), ("vs_mf", "SVD++/MF"), ("vs_1t", "speed-up vs 1 thread"),
+    ("peak_mib", "peak RSS in fit (MiB)"), ("mf_peak_mib", "MF peak RSS (MiB)"),
+    ("test_rmse", "test RMSE"), ("mf_test_rmse", "MF test RMSE"),
+    ("other", "other load (cores)"),
+]
+
+
+def svdpp_row(row):
+    """Cells of one SVD++ row, beside the MF fit of the same size, k and threads."""
+    cells = {
+        "ratings": row["size_label"], "k": str(row["n_factors"]), "threads": str(row["n_threads"]),
+        "s_epoch": _fmt(row["median_epoch_seconds"], 4),
+        "mf_s_epoch": _fmt(row["mf_median_epoch_seconds"], 4), "vs_mf": _fmt(row["vs_mf"], 2),
+        "vs_1t": _fmt(row.get("speedup_vs_1_thread"), 2),
+        "peak_mib": _fmt(row.get("peak_rss_fit_mib"), 0),
+        "mf_peak_mib": _fmt(row.get("mf_peak_rss_fit_mib"), 0),
+        "test_rmse": _fmt(row["test_rmse"], 4), "mf_test_rmse": _fmt(row["mf_test_rmse"], 4),
+        "other": _fmt(row.get("other_load_cores"), 2),
+    }
+    return "| " + " | ".join(cells[key] for key, _ in SVDPP_COLUMNS) + " |"
+
+
+def svdpp_header():
+    titles = [title for _, title in SVDPP_COLUMNS]
+    return "| " + " | ".join(titles) + " |\n|" + "---|" * len(titles)
+
+
 def grid_header():
     titles = [title for _, title in GRID_COLUMNS]
     return "| " + " | ".join(titles) + " |\n|" + "---|" * len(titles)
@@ -135,6 +164,11 @@ def markdown(results):
         for y in results["yardstick"]:
             lines.append(f"| {y['size_label']} | {y['k']} | {_fmt(y['median_mupd_s'], 1)} | "
                          f"{_fmt(y.get('other_load_cores'), 2)} |")
+    if results.get("svdpp"):
+        lines += ["", "## SVD++ next to MF", "",
+                  "SVDpp with its default implicit parameters, fitted right after the MF fit of "
+                  "the same row (same data, split, k, threads and epochs).", "", svdpp_header()]
+        lines += [svdpp_row(row) for row in results["svdpp"]]
     for s in results.get("scaling", []):
         lines += ["", f"## Scaling at k={s['n_factors']}, {s['n_threads']} thread(s)", "",
                   f"Line through the origin: {s['seconds_per_million']:.4f} s per million "

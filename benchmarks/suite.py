@@ -14,6 +14,7 @@ from .yardstick import run_yardstick
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 COMPARE_CHOICES = ("yardstick", "surprise", "none")
+MODEL_CHOICES = ("mf", "svdpp")
 
 
 def _count_list(text):
@@ -71,6 +72,14 @@ def _compare_list(text):
     return [] if "none" in values else values
 
 
+def _model_list(text):
+    models = [part.strip() for part in text.split(",") if part.strip()]
+    if not models or any(m not in MODEL_CHOICES for m in models) or "mf" not in models:
+        raise argparse.ArgumentTypeError(
+            f"need a comma list of {', '.join(MODEL_CHOICES)} that holds mf, got {text!r}")
+    return models
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -95,6 +104,10 @@ def build_parser():
     p.add_argument("--compare", type=_compare_list, default=None,
                    help="comma list of yardstick, surprise, none (default yardstick,surprise; "
                         "each skipped when unavailable)")
+    p.add_argument("--models", type=_model_list, default=None,
+                   help="comma list of mf, svdpp: svdpp adds an SVD++ fit after every MF fit, "
+                        "with the same data, k and threads, and its time per epoch against "
+                        "MF's (default mf,svdpp; with --quick, mf)")
     p.add_argument("--scaling-k", type=int, default=None,
                    help="k of the scaling table (default 32 if measured, else the smallest k)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
@@ -122,10 +135,11 @@ def resolve(args):
     """Fill the options left unset from the --quick or the full defaults."""
     if args.quick:
         defaults = dict(ratings=[10**6], factors=[32, 128], threads=[1, 2], epochs=3,
-                        compare=["yardstick"], inputs=["tuple"])
+                        compare=["yardstick"], inputs=["tuple"], models=["mf"])
     else:
         defaults = dict(ratings=[10**6, 10**7], factors=[16, 32, 64, 128, 256], threads=[1, 2],
-                        epochs=5, compare=["yardstick", "surprise"], inputs=["tuple"])
+                        epochs=5, compare=["yardstick", "surprise"], inputs=["tuple"],
+                        models=["mf", "svdpp"])
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -141,8 +155,9 @@ def resolve(args):
 
 
 def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=None,
-               timeout=6 * 3600):
-    """Run measure.measure_fit in a fresh Python process and return its dict.
+               timeout=6 * 3600, model="mf"):
+    """Run measure.measure_fit in a fresh Python process and return its dict (`model`: "mf"
+    or "svdpp").
 
     The child imports the same mfsgd as this process, or the one in `package_dir` (a folder
     holding a built ``mfsgd`` package), whose folder goes first on PYTHONPATH, and runs
@@ -151,6 +166,8 @@ def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=N
     import mfsgd
     config = {"data": str(npz), "n_factors": n_factors, "n_threads": n_threads,
               "n_epochs": n_epochs, "input": input}
+    if model != "mf":
+        config["model"] = model
     env = dict(os.environ)
     parent = Path(package_dir).resolve() if package_dir else Path(mfsgd.__file__).resolve().parents[1]
     expected = parent / "mfsgd" / "__init__.py"
@@ -273,7 +290,7 @@ def run_suite(args, log=print):
     log(f"yardstick: {bench or 'not found'}; sizes {[data.format_count(n) for n in args.ratings]}, "
         f"k {args.factors}, threads {args.threads}, {args.epochs} epochs\n")
 
-    grid, yardsticks, header_done = [], [], False
+    grid, yardsticks, svdpp_rows, header_done = [], [], [], False
     sources = []
     for n_ratings in args.ratings:
         label = data.format_count(n_ratings)
@@ -290,7 +307,7 @@ def run_suite(args, log=print):
                     if ystick.get("error"):
                         notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
                 for kind in args.inputs:
-                    one_thread = None
+                    one_thread = svdpp_one_thread = None
                     for t in args.threads:
                         row = least_disturbed(
                             lambda: run_config(ds["npz"], k, t, args.epochs, kind), args)
@@ -318,6 +335,27 @@ def run_suite(args, log=print):
                             header_done = True
                         log(report.grid_row(row))
                         grid.append(row)
+                        if "svdpp" in args.models and kind == args.inputs[0]:
+                            other = least_disturbed(
+                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
+                                                   model="svdpp"), args)
+                            other.update(size_label=label, n_ratings_requested=n_ratings,
+                                         model="svdpp", skew=ds.get("skew"),
+                                         mf_median_epoch_seconds=row["median_epoch_seconds"],
+                                         mf_test_rmse=row["test_rmse"],
+                                         mf_peak_rss_fit_mib=row.get("peak_rss_fit_mib"),
+                                         vs_mf=other["median_epoch_seconds"]
+                                         / row["median_epoch_seconds"])
+                            if t == 1:
+                                svdpp_one_thread = other
+                            elif svdpp_one_thread:
+                                other["speedup_vs_1_thread"] = (
+                                    svdpp_one_thread["median_epoch_seconds"]
+                                    / other["median_epoch_seconds"])
+                            log(f"  SVD++ on the same: {other['median_epoch_seconds']:.4f} "
+                                f"s/epoch, {other['vs_mf']:.2f} x MF's, test RMSE "
+                                f"{other['test_rmse']:.4f}")
+                            svdpp_rows.append(other)
             actual = grid[-1]["n_ratings"] if grid else None
             if actual is not None and actual != n_ratings:
                 notes.append(f"size {label} ({ds['source']}): {actual:,} distinct ratings "
@@ -325,21 +363,22 @@ def run_suite(args, log=print):
                              "drops repeated pairs)")
     data_source = ", ".join(dict.fromkeys(sources)) or None
 
-    busiest = max([r.get("other_load_cores") or 0 for r in grid + yardsticks], default=0)
+    busiest = max([r.get("other_load_cores") or 0 for r in grid + yardsticks + svdpp_rows],
+                  default=0)
     if busiest > DISTURBED:
         notes.append(f"other processes used up to {busiest:.2f} cores during some measurements "
                      f"(of {machine['cores']}): those numbers are pessimistic, rerun when idle")
     results = {"machine": machine,
                "settings": {"ratings": args.ratings, "factors": args.factors,
                             "threads": args.threads, "n_epochs": args.epochs,
-                            "skew": args.skew, "inputs": args.inputs,
+                            "skew": args.skew, "inputs": args.inputs, "models": args.models,
                             "baseline": str(args.baseline) if args.baseline else None,
                             "compare": args.compare, "quick": args.quick,
                             "split": "90/10 random (seed 0)", "random_state": 0,
                             "data_source": data_source, "bench_dir": str(bench) if bench else None,
                             "scaling_k": args.scaling_k, "wait_idle": args.wait_idle,
                             "retries": args.retries},
-               "grid": grid, "yardstick": yardsticks,
+               "grid": grid, "yardstick": yardsticks, "svdpp": svdpp_rows,
                "scaling": scaling(first_kind(grid), args.scaling_k), "notes": notes}
     for s in results["scaling"]:
         log(f"\nscaling k={s['n_factors']} {s['n_threads']} thread(s): "

@@ -51,6 +51,22 @@ def test_suite_writes_json_and_markdown_with_the_expected_keys(benchmarks, tmp_p
     assert "Mupd/s" in text and "test RMSE" in text and saved["machine"]["kernel_isa"] in text
 
 
+def test_suite_reports_svdpp_next_to_mf(benchmarks, tmp_path):
+    results = benchmarks.suite.main(["--ratings", "20k", "--factors", "4", "--threads", "1,2",
+                                     "--epochs", "1", "--compare", "none", "--no-plot",
+                                     "--models", "mf,svdpp", "--out", str(tmp_path)])
+    saved = json.loads(Path(results["files"]["json"]).read_text())
+    assert [(row["n_factors"], row["n_threads"]) for row in saved["grid"]] == [(4, 1), (4, 2)]
+    assert [(row["model"], row["n_threads"]) for row in saved["svdpp"]] == [("svdpp", 1),
+                                                                           ("svdpp", 2)]
+    for row, mf in zip(saved["svdpp"], saved["grid"]):
+        assert row["n_train"] == mf["n_train"] and 0 < row["test_rmse"] < 5
+        assert row["vs_mf"] == pytest.approx(row["median_epoch_seconds"]
+                                             / mf["median_epoch_seconds"])
+    assert "speedup_vs_1_thread" in saved["svdpp"][1]
+    assert "## SVD++ next to MF" in Path(results["files"]["markdown"]).read_text()
+
+
 def test_scaling_fits_a_line_through_the_origin(benchmarks):
     rows = [{"n_factors": 8, "n_threads": 1, "n_train": n, "median_epoch_seconds": s,
              "size_label": str(n)} for n, s in ((1000, 1.0), (10_000, 10.0), (50_000, 50.0))]

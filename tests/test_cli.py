@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mfsgd
 from mfsgd import MatrixFactorization, Ratings, make_synthetic
 
 
@@ -562,3 +563,42 @@ def test_readme_command_lines_are_valid_commands():
 def test_readme_set_up_names_the_movielens_variable_the_tests_read():
     conftest = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
     assert "MFSGD_ML100K" in conftest and "MFSGD_ML100K" in readme_section("Set-up")
+
+
+# ---------------------------------------------------------------- --model svdpp
+
+
+def test_svdpp_train_save_evaluate_recommend(ratings_csv, tmp_path, capsys):
+    model = tmp_path / "svdpp.npz"
+    code, out, err = main(capsys, "train", ratings_csv, "--model", "svdpp", "--epochs", "3",
+                          "--factors", "4", "--implicit-lr", "0.004", "--implicit-reg", "0.01",
+                          "--save", model)
+    assert code == 0, err
+    assert "test RMSE" in out
+    saved = mfsgd.load(model)
+    assert type(saved) is mfsgd.SVDpp
+    assert (saved.implicit_learning_rate, saved.implicit_regularization) == (0.004, 0.01)
+    code, out, err = main(capsys, "evaluate", model, ratings_csv)
+    assert code == 0, err and "trained on 4,000 of these ratings" in out
+    code, out, err = main(capsys, "recommend", model, "3", "-n", "2")
+    assert code == 0, err
+    assert out.startswith("top 2 for user 3:")
+
+
+def test_implicit_options_need_svdpp(ratings_csv, capsys):
+    code, out, err = main(capsys, "train", ratings_csv, "--implicit-reg", "0.1")
+    assert code == 1 and "--implicit-reg applies to --model svdpp" in err
+
+
+def test_svdpp_search_draws_the_implicit_parameters(ratings_csv, capsys):
+    code, out, err = main(capsys, "search", ratings_csv, "--model", "svdpp", "--n-iter", "2",
+                          "--cv", "2", "--epochs", "2", "--factors", "4")
+    assert code == 0, err
+    command = out.split("train it with:\n")[1].splitlines()[0].split()
+    assert command[3:5] == ["--model", "svdpp"]
+    flags = dict(zip(command[5::2], command[6::2]))
+    assert {"--implicit-lr", "--implicit-reg"} <= set(flags)
+    low, high = 5e-4, 1e-2
+    assert low <= float(flags["--implicit-lr"]) <= high
+    code, out, err = main(capsys, *command[1:], "--test-size", "0")
+    assert code == 0, err

@@ -9,7 +9,9 @@ import numpy as np
 
 from .. import metrics
 from ..models import mf as _model
+from ..models import load as load_model
 from ..models.mf import MatrixFactorization
+from ..models.svdpp import SVDpp
 from ..data.ratings import Ratings
 from ..data.synthetic import make_synthetic
 
@@ -17,9 +19,12 @@ DEMO_NOISE = 0.5
 DEMO_PARAMS = dict(n_factors=8, n_epochs=60, learning_rate=0.005, regularization=0.02)
 MOVIELENS_NAME = re.compile(r"^(ml-)?(100k|1m|10m|20m|25m|latest|latest-small)$", re.IGNORECASE)
 
-# The model options of the command line: (flag, MatrixFactorization parameter, value type, help).
-# Their defaults and allowed values are read from MatrixFactorization (model_defaults,
-# model_choices), so that they cannot drift from the model's.
+# The models of `--model`.
+MODELS = {"mf": MatrixFactorization, "svdpp": SVDpp}
+
+# The model options of the command line: (flag, model parameter, value type, help).
+# Their defaults and allowed values are read from the models (model_defaults, model_choices),
+# so that they cannot drift from the models'.
 MODEL_OPTIONS = (
     ("--factors", "n_factors", int, "number of latent factors k"),
     ("--epochs", "n_epochs", int, "passes over the training ratings"),
@@ -30,13 +35,22 @@ MODEL_OPTIONS = (
     ("--schedule", "learning_rate_schedule", str, "learning-rate schedule"),
     ("--lr-decay", "learning_rate_decay", float, "decay of the 'inverse' schedule"),
     ("--init-std", "init_std", float, "standard deviation of the initial factors"),
+    ("--implicit-lr", "implicit_learning_rate", float,
+     "--model svdpp: learning rate of the implicit factors y (default: the value of --lr)"),
+    ("--implicit-reg", "implicit_regularization", float,
+     "--model svdpp: L2 regularization of y (default: the value of --reg)"),
     ("--threads", "n_threads", int, "OpenMP threads (default: all cores)"),
 )
+# Options of SVDpp only.
+SVDPP_ONLY = ("implicit_learning_rate", "implicit_regularization")
 FLAG_OF = {name: flag for flag, name, _, _ in MODEL_OPTIONS}
 
 # `mfsgd search` draws these parameters log-uniformly from [low, high].
 LOG_UNIFORM_RANGES = {"learning_rate": (1e-3, 3e-2), "regularization": (1e-3, 2e-1),
                       "bias_regularization": (1e-3, 2e-1)}
+# ... and with --model svdpp these too (round 1 of the README's SVD++ search).
+SVDPP_LOG_UNIFORM_RANGES = {"implicit_learning_rate": (5e-4, 1e-2),
+                            "implicit_regularization": (1e-4, 1e-1)}
 
 
 class CommandError(Exception):
@@ -44,8 +58,9 @@ class CommandError(Exception):
 
 
 def model_defaults():
-    """The default value of every MatrixFactorization parameter, from its signature."""
-    return MatrixFactorization().get_params()
+    """The default value of every parameter of the models, from their signatures (those of
+    MatrixFactorization for the parameters both models have)."""
+    return {**SVDpp().get_params(), **MatrixFactorization().get_params()}
 
 
 def model_choices():
@@ -127,7 +142,11 @@ def _is_movielens_zip(path):
 
 def _model_from_args(args, **extra):
     params = {name: getattr(args, option_dest(flag)) for flag, name, _, _ in MODEL_OPTIONS}
-    return MatrixFactorization(**params, random_state=args.seed, **extra)
+    if args.model != "svdpp":
+        for name in SVDPP_ONLY:
+            if params.pop(name) is not None:
+                raise CommandError(f"{FLAG_OF[name]} applies to --model svdpp")
+    return MODELS[args.model](**params, random_state=args.seed, **extra)
 
 
 def _report_fit(model, train, test, out):
@@ -211,9 +230,13 @@ def run_train(args, out):
 def _fit_title(model):
     params = model.get_params()
     bias = params["bias_regularization"]
-    return (f"k={params['n_factors']}, lr={params['learning_rate']:g}, "
+    implicit = "".join(f", {label}={params[name]:g}" for name, label in (
+        ("implicit_learning_rate", "implicit lr"), ("implicit_regularization", "implicit reg"))
+        if params.get(name) is not None)
+    return (("SVD++, " if isinstance(model, SVDpp) else "")
+            + f"k={params['n_factors']}, lr={params['learning_rate']:g}, "
             f"reg={params['regularization']:g}"
-            + ("" if bias is None else f", bias reg={bias:g}")
+            + ("" if bias is None else f", bias reg={bias:g}") + implicit
             + f", {params['n_epochs']} epochs" + (" at most (early stopping)"
                                                   if params["early_stopping"] else "")
             + f", {params['learning_rate_schedule']} schedule")
@@ -232,7 +255,7 @@ def _best_epoch(model):
 def run_evaluate(args, out):
     """RMSE and MAE of a saved model on every rating of DATA; says which of them the model was
     trained on, when the model knows."""
-    model = MatrixFactorization.load(args.model)
+    model = load_model(args.model)
     data = load_data(args)
     rmse, mae = _errors(model, data)
     users, items, values = data.to_arrays()
@@ -293,7 +316,7 @@ def run_recommend(args, out):
     score and, when saved with the model, title."""
     if args.n < 1:
         raise CommandError(f"-n must be at least 1, got {args.n}")
-    model = MatrixFactorization.load(args.model)
+    model = load_model(args.model)
     user = _typed_id(args.user, model.user_ids_)
     items, scores = model.recommend(user, n=args.n, exclude_seen=not args.include_seen)
     titles = getattr(model, "item_titles_", None) or {}
@@ -345,9 +368,10 @@ def run_search(args, out):
     if args.plot:
         _require_matplotlib()
     data = load_data(args)
+    ranges = {**LOG_UNIFORM_RANGES, **(SVDPP_LOG_UNIFORM_RANGES if args.model == "svdpp" else {})}
     space = {"n_factors": factors,
-             **{name: loguniform(*bounds) for name, bounds in LOG_UNIFORM_RANGES.items()}}
-    search = RandomizedSearchCV(MatrixFactorization(n_epochs=args.epochs, random_state=args.seed),
+             **{name: loguniform(*bounds) for name, bounds in ranges.items()}}
+    search = RandomizedSearchCV(MODELS[args.model](n_epochs=args.epochs, random_state=args.seed),
                                 space, n_iter=args.n_iter, cv=args.cv, n_jobs=args.jobs,
                                 random_state=args.seed, refit=bool(args.save), verbose=1)
     search.fit(data)
@@ -363,7 +387,9 @@ def run_search(args, out):
     print(f"best mean RMSE over {search.n_splits_} folds: {search.best_score_:.4f}; train it "
           "with:", file=out)
     best = {**search.best_params_, "n_epochs": args.epochs}
-    print(f"  mfsgd train {_data_flags(args)} {as_flags(best)} --seed {args.seed}", file=out)
+    model_flag = " --model svdpp" if args.model == "svdpp" else ""
+    print(f"  mfsgd train {_data_flags(args)}{model_flag} {as_flags(best)} --seed {args.seed}",
+          file=out)
     if args.save:
         model = search.best_estimator_
         titles = getattr(data, "item_titles", None)
@@ -376,7 +402,7 @@ def run_search(args, out):
         from . import _plots
         figure = _plots.search_scores(
             candidates, scores, names=[name for _, name, _, _ in MODEL_OPTIONS if name in space],
-            log_scaled=set(LOG_UNIFORM_RANGES), best=search.best_index_,
+            log_scaled=set(ranges), best=search.best_index_,
             labels={name: f"{name} ({flag})" for name, flag in FLAG_OF.items()},
             title=f"mfsgd search: mean RMSE over {search.n_splits_} folds, "
                   f"{args.epochs} epochs")
@@ -386,7 +412,7 @@ def run_search(args, out):
 
 
 def as_flags(params):
-    """MatrixFactorization parameters as ``mfsgd train`` flags, in the order of MODEL_OPTIONS."""
+    """Model parameters as ``mfsgd train`` flags, in the order of MODEL_OPTIONS."""
     order = [name for _, name, _, _ in MODEL_OPTIONS]
     unknown = sorted(set(params) - set(order))
     if unknown:

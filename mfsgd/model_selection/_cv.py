@@ -1,5 +1,6 @@
 """Fitting clones on folds, in threads, and cross_validate."""
 import copy
+import inspect
 import numbers
 import os
 import threading
@@ -87,8 +88,9 @@ def fold_clone(model, params=None, n_threads=None):
 
 
 def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
-                  keep_estimator=False):
-    """Fit a clone on `train`, score it on `test`.
+                  keep_estimator=False, implicit=None):
+    """Fit a clone on `train` (with the test pairs as implicit feedback when `implicit` is
+    "test"), score it on `test`.
 
     Returns a dict: scores {name: float}, fit_time, score_time and, with `keep_estimator`,
     the fitted estimator.  A fit that diverges (FloatingPointError) gets `error_score` for
@@ -103,7 +105,11 @@ def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
     estimator.set_params(**{name: False for name in own_output})
     start = time.perf_counter()
     try:
-        estimator.fit(train)
+        if implicit == "test":
+            test_users, test_items, _ = test.to_arrays()
+            estimator.fit(train, implicit=(test_users, test_items))
+        else:
+            estimator.fit(train)
     except FloatingPointError as error:
         if error_score == "raise":
             raise
@@ -172,7 +178,7 @@ def run_tasks(tasks, n_workers, on_done=None):
 
 
 def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
-                   return_estimator=False, verbose=False, error_score=np.nan):
+                   return_estimator=False, verbose=False, error_score=np.nan, implicit=None):
     """Fit and score a clone of `model` on every fold of a cross-validation.
 
     Parameters
@@ -209,6 +215,12 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
     error_score : "raise" or float, default=nan
         Score of a fold whose fit diverges (DivergenceError), with a RuntimeWarning; "raise"
         raises instead.  Other errors always raise.
+    implicit : None or "test", default=None
+        "test": Koren's protocol for SVD++ (the Netflix Prize setting) — each fold's model is
+        fitted with the fold's test pairs (not their ratings) as implicit feedback
+        (``fit(train, implicit=(test users, test items))``), as when it is known which items
+        a user rated but not how.  The model must take ``implicit`` (:class:`mfsgd.SVDpp`).
+        Its scores use information a plain evaluation does not have: report them apart.
 
     Returns
     -------
@@ -217,13 +229,19 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
         one value per fold; "estimator": list of fitted models with `return_estimator`.
     """
     names = check_scoring(scoring)
+    if implicit is not None:
+        if implicit != "test":
+            raise ValueError(f"implicit must be None or 'test', got {implicit!r}")
+        if "implicit" not in inspect.signature(model.fit).parameters:
+            raise TypeError(f"implicit='test' needs a model whose fit takes implicit feedback "
+                            f"(mfsgd.SVDpp), got {type(model).__name__}")
     n_jobs = check_n_jobs(n_jobs)
     error_score = check_error_score(error_score)
     folds = list(check_cv(cv).split(ratings))
     n_workers = min(n_jobs, len(folds))
     n_threads = threads_per_fit(n_workers)
     tasks = [partial(fit_and_score, model, None, train, test, names, n_threads, error_score,
-                   bool(return_estimator)) for train, test in folds]
+                   bool(return_estimator), implicit) for train, test in folds]
 
     with TaskProgress("cross_validate", len(tasks), int(verbose)) as progress:
         def report(index, result):
