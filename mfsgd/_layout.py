@@ -102,8 +102,9 @@ def balanced_blocks(counts, n_blocks, rng):
 @dataclass
 class Layout:
     """Ratings laid out block by block for :func:`mfsgd._sgd.sgd_epoch`, with its scratch
-    space: `order`, `block_sse`, and `block_seconds` (each block's seconds in the last epoch,
-    whose sub-epochs are the rows of `schedule`)."""
+    space: `order`, `block_sse`, and `block_seconds` and `block_cpu_seconds` (each block's
+    wall and thread CPU seconds in the last epoch, whose sub-epochs are the rows of
+    `schedule`)."""
 
     n_blocks: int
     block_ptr: np.ndarray
@@ -114,6 +115,7 @@ class Layout:
     order: np.ndarray
     block_sse: np.ndarray
     block_seconds: np.ndarray
+    block_cpu_seconds: np.ndarray
     schedule: np.ndarray = None
 
     @property
@@ -121,7 +123,7 @@ class Layout:
         """Memory held by the layout arrays."""
         return sum(a.nbytes for a in (self.block_ptr, self.run_user, self.run_ptr, self.items,
                                       self.ratings, self.order, self.block_sse,
-                                      self.block_seconds))
+                                      self.block_seconds, self.block_cpu_seconds))
 
 
 def build_layout(ratings, n_blocks, rng, item_counts=None):
@@ -155,7 +157,7 @@ def build_layout(ratings, n_blocks, rng, item_counts=None):
                      rating_start, run_user, run_ptr, items, values, seed)
     return Layout(n_blocks, block_ptr, run_user, run_ptr, items, values,
                   np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks),
-                  np.zeros(n_blocks * n_blocks))
+                  np.zeros(n_blocks * n_blocks), np.zeros(n_blocks * n_blocks))
 
 
 def epoch_schedule(n_blocks, rng):
