@@ -12,6 +12,7 @@ from . import recommend as _recommend
 from ._base import EstimatorMixin
 from ._csr import IndexedRatings, from_index_triplets, take
 from ._guards import deferred_interrupts, exclusive_training
+from ._heap import release_freed_memory
 from ._idmap import IdMap, as_id_list, first_unknown
 from ._layout import (aligned_copy, aligned_empty, auto_n_blocks, build_layout, epoch_schedule,
                       kernel_rows)
@@ -251,7 +252,13 @@ class MatrixFactorization(EstimatorMixin):
         holdout = None
         if self.early_stopping and valid is None:
             train, holdout = _hold_out(train, params["validation_fraction"], rng)
+        shape = (train.n_users, train.n_items)
         self._init_state(train, params, rng)
+        # The layout holds its own copy of the ratings: without the last reference to the
+        # converted rating set, its values are freed before the factors exist (peak memory).
+        del train
+        release_freed_memory()
+        self._init_factors(*shape, params, rng)
         valid_pairs = self._indexed_pairs(valid) if valid is not None else holdout
         self.history_ = []
         try:
@@ -392,26 +399,33 @@ class MatrixFactorization(EstimatorMixin):
                           RuntimeWarning, stacklevel=3)
 
     def _init_state(self, train, params, rng):
-        k, dtype = params["n_factors"], params["dtype"]
+        """What training needs from the rating set: its statistics and layout (the factors
+        come after, from :meth:`_init_factors`)."""
         self.rating_range_ = train.rating_range
         self.global_mean_ = float(np.mean(train.data, dtype=np.float64)) if self.biased else 0.0
-        self.user_factors_ = self._initial_factors(rng, train.n_users, k, dtype, params)
-        self.item_factors_ = self._initial_factors(rng, train.n_items, k, dtype, params)
-        self.user_bias_ = _aligned_full(train.n_users, 0, dtype)
-        self.item_bias_ = _aligned_full(train.n_items, 0, dtype)
-        adagrad = params["schedule"] == "adagrad"
-        self._user_grad_sq = _aligned_full(train.n_users if adagrad else 0, 1, dtype)
-        self._item_grad_sq = _aligned_full(train.n_items if adagrad else 0, 1, dtype)
         self._rng = rng
         self._epochs_done = 0
-        self._prepare_training(train, params, rng)
+        self._prepare_training(train, params, rng, params["n_factors"],
+                               np.dtype(params["dtype"]).itemsize)
         self._fingerprint = _fingerprint(train)
 
-    def _prepare_training(self, train, params, rng):
-        """Lay the training ratings out for the kernel and count ratings per row."""
-        k = self.user_factors_.shape[1]
-        n_blocks = (auto_n_blocks(train.n_users, train.n_items, len(train), k,
-                                  self.user_factors_.itemsize)
+    def _init_factors(self, n_users, n_items, params, rng):
+        """Fresh random factors, zero biases and adagrad accumulators."""
+        k, dtype = params["n_factors"], params["dtype"]
+        self.user_factors_ = self._initial_factors(rng, n_users, k, dtype, params)
+        self.item_factors_ = self._initial_factors(rng, n_items, k, dtype, params)
+        self.user_bias_ = _aligned_full(n_users, 0, dtype)
+        self.item_bias_ = _aligned_full(n_items, 0, dtype)
+        adagrad = params["schedule"] == "adagrad"
+        self._user_grad_sq = _aligned_full(n_users if adagrad else 0, 1, dtype)
+        self._item_grad_sq = _aligned_full(n_items if adagrad else 0, 1, dtype)
+
+    def _prepare_training(self, train, params, rng, k=None, itemsize=None):
+        """Lay the training ratings out for the kernel and count ratings per row (for
+        factors of k values of `itemsize` bytes; default: those of the current factors)."""
+        if k is None:
+            k, itemsize = self.user_factors_.shape[1], self.user_factors_.itemsize
+        n_blocks = (auto_n_blocks(train.n_users, train.n_items, len(train), k, itemsize)
                     if self.n_blocks == "auto" else min(self.n_blocks, train.n_users, train.n_items))
         item_counts = _sgd.count_items(np.ascontiguousarray(train.indices, dtype=np.int32),
                                        train.n_items)
@@ -537,7 +551,7 @@ class MatrixFactorization(EstimatorMixin):
                            self.global_mean_, lr, params["regularization"],
                            params["bias_regularization"], flags, part.seed,
                            params["n_threads"], self.user_factors_.shape[1],
-                           layout.block_seconds)
+                           layout.block_seconds, None, layout.block_cpu_seconds)
             elapsed = time.perf_counter() - start
             part.seconds += elapsed
             sub_epoch_seconds = elapsed / (last - first)
