@@ -1,4 +1,5 @@
-"""Build the mfsgd extensions: cythonize mfsgd/_sgd.pyx and mfsgd/_topn.pyx, with OpenMP when
+"""Build the mfsgd extensions: cythonize mfsgd/_kernels/_sgd.pyx and mfsgd/_kernels/_topn.pyx, with
+OpenMP when
 the compiler has it, and without debug information (stripped on Linux) to keep the wheel small.
 
 Set MFSGD_NO_OPENMP=1 to build without OpenMP (single-threaded training), and MFSGD_DEBUG=1 to
@@ -70,20 +71,21 @@ def size_flags():
 
 
 def kernel_extension(name, depends=()):
-    """An extension module mfsgd.<name> built from mfsgd/<name>.pyx with the kernel flags."""
+    """An extension module mfsgd._kernels.<name> built from mfsgd/_kernels/<name>.pyx with the
+    kernel flags."""
     compile_size, link_size = size_flags()
     return Extension(
-        f"mfsgd.{name}",
-        sources=[f"mfsgd/{name}.pyx"],
+        f"mfsgd._kernels.{name}",
+        sources=[f"mfsgd/_kernels/{name}.pyx"],
         depends=list(depends),
-        include_dirs=[np.get_include(), "mfsgd"],
+        include_dirs=[np.get_include(), "mfsgd/_kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math", *compile_size],
         extra_link_args=link_size,
     )
 
 
-KERNEL_HEADERS = ["mfsgd/_kernels.h", "mfsgd/_kernels_impl.h"]
+KERNEL_HEADERS = ["mfsgd/_kernels/_kernels.h", "mfsgd/_kernels/_kernels_impl.h"]
 extensions = [
     kernel_extension("_sgd", KERNEL_HEADERS),
     # Top-n scoring shares the SGD kernel's dot product, so its scores equal predict's.

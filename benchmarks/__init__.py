@@ -1,4 +1,4 @@
-"""mfsgd's benchmark suite (issue 4): ``python -m benchmarks --help``.
+"""mfsgd's benchmark suite: ``python -m benchmarks --help``.
 
 Throughput (million rating updates per second), seconds per epoch, peak memory and test RMSE
 of MatrixFactorization over a grid of data sizes, factor counts and thread counts, each fit in

@@ -73,9 +73,31 @@ def _own_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def training_layout(model):
+    """The layout a fitted model trains on.  Builds from before the fitted state moved into
+    ``fit_state_`` (measured with ``--baseline``) kept it in the model itself."""
+    state = getattr(model, "fit_state_", None)
+    return state.layout if state is not None else model._layout
+
+
+def layout_blocks(model):
+    """The number of row/column blocks a fitted model trained with."""
+    return int(training_layout(model).n_blocks)
+
+
+def kernel_module():
+    """mfsgd's compiled SGD module (``mfsgd._kernels._sgd``; ``mfsgd._sgd`` in builds from
+    before the kernels moved into ``mfsgd/_kernels/``, which ``--baseline`` may measure)."""
+    try:
+        from mfsgd._kernels import _sgd
+    except ImportError:
+        from mfsgd import _sgd
+    return _sgd
+
+
 def kernel_isa(n_factors=None):
     """The instruction set mfsgd's kernel uses (for `n_factors` when it chooses per k)."""
-    from mfsgd import _sgd
+    _sgd = kernel_module()
     if n_factors is not None:
         try:
             return _sgd.current_isa(n_factors)
@@ -151,7 +173,7 @@ class ImbalanceRecorder:
         self.block, self.thread, self.cpu_block, self.critical = [], [], [], []
 
     def __call__(self, record, model):
-        layout = model._layout
+        layout = training_layout(model)
         seconds = getattr(layout, "block_seconds", None)  # None in versions without them
         cpu = getattr(layout, "block_cpu_seconds", None)
         schedule = getattr(layout, "schedule", None)
@@ -178,8 +200,8 @@ class ImbalanceRecorder:
         """Threads the kernel gave each sub-epoch (fewer than asked for small ones)."""
         width = schedule.shape[1]
         try:
-            from mfsgd import _sgd
-            layout = model._layout
+            _sgd = kernel_module()
+            layout = training_layout(model)
             return [max(1, int(t)) for t in _sgd.sub_epoch_threads(
                 layout.block_ptr, layout.run_ptr, schedule,
                 _sgd.padded_width(model.user_factors_.shape[1], model.user_factors_.itemsize),
@@ -289,7 +311,7 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
         "n_factors": n_factors, "n_threads": n_threads, "n_epochs": n_epochs, "input": input,
         "n_ratings": len(train[2]) + len(test[2]), "n_train": len(train[2]),
         "n_test": len(test[2]), "n_users": int(model.n_users_), "n_items": int(model.n_items_),
-        "n_blocks": int(model._layout.n_blocks),
+        "n_blocks": layout_blocks(model),
         "epoch_seconds": seconds, "median_epoch_seconds": median,
         "mupd_s": len(train[2]) / median / 1e6 if median > 0 else None,
         "fit_seconds": fit_seconds,

@@ -27,9 +27,9 @@ GRID_COLUMNS = [
 def machine_info(factors=()):
     """CPU, cores, memory, kernel ISA (per k in `factors` too), versions, date, git commit."""
     import mfsgd
-    from mfsgd import _sgd
 
-    from .measure import kernel_isa
+    from .measure import kernel_isa, kernel_module
+    _sgd = kernel_module()
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as f:

@@ -1,4 +1,4 @@
-"""mfsgd on one thread against the serial C yardstick, on the same ~5M-rating file (issue 2).
+"""mfsgd on one thread against the serial C yardstick, on the same ~5M-rating file.
 
     PYTHONPATH=. python benchmarks/serial_vs_yardstick.py [--epochs 5] [--factors 32,128]
 

@@ -9,25 +9,27 @@ from ._threads import passive_openmp_waiting as _passive_openmp_waiting
 
 try:
     with _passive_openmp_waiting():  # before the OpenMP runtime loads with the kernel
-        from . import _sgd  # noqa: F401
+        from ._kernels import _sgd  # noqa: F401
 except ImportError as _error:  # pragma: no cover - depends on how the package was installed
     _checkout = (_Path(__file__).parent.parent / "setup.py").is_file()
     raise ImportError(
-        "mfsgd's compiled kernel (mfsgd._sgd) is missing"
+        "mfsgd's compiled kernel (mfsgd._kernels._sgd) is missing"
         + (f": Python is importing the source checkout at {_Path(__file__).parent}. Install it "
            "with `pip install .` and run the tests with `pytest` (not `python -m pytest`, which "
            "puts the checkout first on sys.path), or build in place with "
            "`python setup.py build_ext --inplace`" if _checkout else "")
     ) from _error
 
-from ._base import clone
-from ._version import __version__
-from .datasets import load_movielens
-from .io import read_ratings
-from .model import DivergenceError, MatrixFactorization, NotFittedError
-from .ratings import Ratings
-from .synthetic import make_synthetic
 from . import metrics, model_selection  # noqa: E402  (modules: mfsgd.metrics.rmse, ...)
+from ._estimator import clone
+from ._version import __version__
+from .data.datasets import load_movielens
+from .data.io import read_ratings
+from .data.ratings import Ratings
+from .data.synthetic import make_synthetic
+from .exceptions import DivergenceError, NotCachedError, NotFittedError
+from .models.mf import MatrixFactorization
 
-__all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError", "clone",
-           "make_synthetic", "read_ratings", "load_movielens", "__version__"]
+__all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError",
+           "NotCachedError", "clone", "make_synthetic", "read_ratings", "load_movielens",
+           "__version__"]

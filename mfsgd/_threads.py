@@ -10,7 +10,7 @@ Two things make extra threads cost more than they give on a small problem or a b
   use (an affinity mask, a container's CPU quota).  :func:`usable_cpus` counts the latter.
 
 How many of those threads one parallel step gets, by its amount of work, is decided next to
-the step (``mfsgd._sgd``).
+the step (``mfsgd._kernels._sgd``).
 """
 import contextlib
 import os

@@ -3,6 +3,8 @@ import numbers
 
 import numpy as np
 
+from ._threads import usable_cpus
+
 
 def check_int(name, value, minimum=None):
     """Return `value` as an int, or raise TypeError/ValueError naming `name`."""
@@ -25,6 +27,14 @@ def check_float(name, value, minimum=None, strictly_positive=False):
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return value
+
+
+def check_n_threads(name, value):
+    """The thread count `value` stands for: None means every CPU this process may use (see
+    :func:`mfsgd._threads.usable_cpus`), else an int >= 1."""
+    if value is None:
+        return usable_cpus()
+    return check_int(name, value, 1)
 
 
 def check_choice(name, value, choices):

@@ -18,15 +18,17 @@ recommended items with the relevant items of a test rating set:
   - map@k = mean over users of AP@k = sum_{j<=k} hit_j * precision@j / min(k, |R|).
 
 The lists are 2-D arrays of raw item ids (row r for user ``users[r]``, padded with a fill
-value), or computed here from a fitted model with :func:`top_k_items`.
+value), or computed here from a fitted model with :func:`top_k_items`, which ranks with the
+package's one top-n engine (:func:`mfsgd.recommend.top_n`) and its cold-start rule.
 """
+import numbers
 import warnings
 
 import numpy as np
 
-from ._topk import default_fill, is_fitted_model, top_k_items
-from ._validation import as_id_array, check_float, check_int
-from .ratings import as_ratings
+from ._validation import as_id_array, check_float, check_int, check_n_threads
+from .data.ratings import as_ratings
+from .recommend import USER_CHUNK, top_n
 
 __all__ = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
            "top_k_items"]
@@ -210,7 +212,7 @@ def _hits(recommended, test, k, threshold, users, exclude, fill_value):
         threshold = check_float("threshold", threshold)
     if users is not None:
         users = as_id_array("users", users)
-    if is_fitted_model(recommended):
+    if _fit_state(recommended) is not None:
         recommended = top_k_items(recommended, test.user_ids if users is None else users, k,
                                   exclude=exclude, fill_value=fill_value)
     elif exclude is not None:
@@ -274,3 +276,109 @@ def _check_no_repeats(lists, empty):
         row, col = np.argwhere(repeated)[0]
         raise ValueError(f"recommended row {int(row)} lists item {ordered[row, col].item()!r} "
                          f"more than once")
+
+
+def top_k_items(model, users, k=10, exclude=None, fill_value=None, batch_size=None):
+    """The `k` items of highest predicted rating for each user, as raw item ids.
+
+    Ranks with :func:`mfsgd.recommend.top_n`, the engine of ``recommend``: by the model's
+    unclipped prediction, ties to the item earlier in ``model.item_ids_``.  Users unknown to
+    the model get its cold-start ranking: items by the prediction for an unknown user, the
+    global mean plus the item bias.
+
+    Parameters
+    ----------
+    model : fitted MatrixFactorization
+    users : array-like of raw user ids
+        Row ``r`` of the result is for ``users[r]``.
+    k : int, default=10
+        Length of each list.
+    exclude : mfsgd.Ratings, scipy.sparse matrix or (users, items, ratings) tuple, optional
+        Ratings whose (user, item) pairs are never recommended, typically the training set
+        (a tuple holds raw ids, as everywhere).
+    fill_value : int or str, optional
+        Pads lists shorter than `k` (a user who rated nearly every item, or `k` above the
+        number of items); default -1 for integer item ids (2**64 - 1 for uint64 ids), ""
+        for string ids.
+    batch_size : int, optional
+        Users ranked per call of the top-n kernel; default 1024.
+
+    Returns
+    -------
+    ndarray, shape (len(users), k)
+        Raw item ids, best first.
+    """
+    state = _fit_state(model)
+    if state is None:
+        raise TypeError(f"model must be a fitted MatrixFactorization, got {type(model).__name__}")
+    k = check_int("k", k, 1)
+    users = as_id_array("users", users)
+    item_ids = np.asarray(state.item_map.all_raw())
+    batch_size = check_int("batch_size", USER_CHUNK if batch_size is None else batch_size, 1)
+    fill = default_fill(item_ids) if fill_value is None else fill_value
+    as_integer = not isinstance(fill, (str, bool, np.bool_)) and isinstance(fill, numbers.Integral)
+    if not (isinstance(fill, str) if item_ids.dtype.kind in "US" else as_integer):
+        raise TypeError(f"fill_value must be a {'string' if item_ids.dtype.kind in 'US' else 'integer'} "
+                        f"like the model's item ids, got {fill!r}")
+    if isinstance(fill, str):
+        out_dtype = np.result_type(item_ids.dtype, np.asarray(fill).dtype)
+    else:
+        # int64 holds every integer id and -1, except uint64 ids (those of 2**63 or more).
+        out_dtype = np.dtype(np.uint64 if item_ids.dtype == np.uint64 else np.int64)
+        info = np.iinfo(out_dtype)
+        if not info.min <= fill <= info.max:
+            raise ValueError(f"fill_value={fill!r} does not fit the dtype {out_dtype} of the "
+                             f"lists of these item ids")
+    rows = state.user_map.lookup(users, "users")
+    excluded = None if exclude is None else _Exclusions(as_ratings("exclude", exclude, copy=False),
+                                                        state.item_map)
+    result = np.full((len(users), k), fill, dtype=out_dtype)
+    n_threads = check_n_threads("n_threads", model.n_threads)
+    for start in range(0, len(users), batch_size):
+        batch = slice(start, start + batch_size)
+        index, _ = top_n(state, rows[batch], k,
+                         None if excluded is None else excluded.rows(users[batch]),
+                         None, n_threads)
+        found = index >= 0
+        result[batch][found] = item_ids[index[found]].astype(out_dtype, copy=False)
+    return result
+
+
+def default_fill(ids):
+    """The padding value for lists of ids like `ids`: -1 for numbers (2**64 - 1 for uint64
+    ids, which hold ids of 2**63 or more), "" for strings."""
+    dtype = np.asarray(ids).dtype
+    if dtype.kind in "US":
+        return ""
+    return 2**64 - 1 if dtype == np.uint64 else -1
+
+
+def _fit_state(model):
+    """The FitState of a fitted model, or None for anything else."""
+    return getattr(model, "fit_state_", None)
+
+
+class _Exclusions:
+    """The model's item rows of the (user, item) pairs of a rating set, per user."""
+
+    def __init__(self, ratings, item_map):
+        self.ratings = ratings
+        self.model_column = item_map.lookup(np.asarray(ratings.item_ids), "exclude items")
+
+    def rows(self, raw_users):
+        """CSR (indptr, sorted item rows) with one row per raw user."""
+        rows = self.ratings.user_index(raw_users)
+        indptr, indices = self.ratings.indptr, self.ratings.indices
+        n_rows = len(rows)
+        known = rows >= 0
+        starts = np.where(known, indptr[np.where(known, rows, 0)], 0)
+        counts = np.where(known, indptr[np.where(known, rows, 0) + 1] - starts, 0)
+        owner = np.repeat(np.arange(n_rows, dtype=np.int64), counts)
+        offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        columns = self.model_column[indices[np.repeat(starts, counts) + offset]]
+        kept = columns >= 0
+        owner, columns = owner[kept], columns[kept]
+        order = np.lexsort((columns, owner))
+        out = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=n_rows), out=out[1:])
+        return out, columns[order].astype(np.int32)

@@ -1,17 +1,90 @@
-"""Top-n recommendations and nearest neighbours by factor cosine, for a fitted model.
+"""Top-n recommendations and nearest neighbours, all from one engine: :func:`top_n`.
 
-The functions take a fitted :class:`mfsgd.MatrixFactorization`; the model's methods of the
-same names call them.  Ids are raw ids: the ones the model was fitted with (for a
-scipy.sparse matrix, the row and column indices that hold ratings; others have no factors
-and are never returned).
+:func:`top_n` ranks items for model user rows with the nogil top-n kernel
+(:mod:`mfsgd._kernels._topn`), by the model's unclipped prediction
+mu + b_u + b_i + p_u . q_i, equal bit for bit to ``predict`` before it clips; equal scores
+rank the item with the lower model index (earlier in ``model.item_ids_``) first.  The model's
+methods ``recommend``, ``recommend_all``, ``similar_items`` and ``similar_users`` call the
+functions here, and :func:`mfsgd.metrics.top_k_items` calls :func:`top_n` too.
+
+The cold-start rule, for a user the model does not know: items are ranked by the model's
+prediction for an unknown user, the global mean plus the item bias (no user factors, no user
+bias), which is exactly what ``predict`` returns for such a user.  ``recommend`` refuses
+unknown users (KeyError); the ranking metrics apply this rule.
+
+Ids are raw ids: the ones the model was fitted with (for a scipy.sparse matrix, the row and
+column indices that hold ratings; others have no factors and are never returned).
 """
 import numpy as np
 
-from . import _topn
-from ._idmap import first_unknown
-from ._validation import check_int
+from ._kernels import _topn
+from ._validation import check_int, check_n_threads
+from .data._idmap import first_unknown
 
 USER_CHUNK = 1024
+_NO_ROWS = (np.zeros(0, np.int64), np.zeros(0, np.int32))
+
+
+def top_n(state, rows, n, exclude=None, candidates=None, n_threads=1):
+    """The `n` best items for each of `rows`, by the model's unclipped prediction.
+
+    Parameters
+    ----------
+    state : FitState
+        A fitted model's state (``model.fit_state_``).
+    rows : array-like of int
+        Model user rows; -1 is a user unknown to the model, ranked by the cold-start rule
+        (see the module docstring).
+    n : int
+        Length of each list.
+    exclude : None, "seen" or (indptr, indices)
+        Items never ranked: none; each user's items rated in training (none for an unknown
+        user); or a CSR of item rows, sorted within each row, with one row per entry of
+        `rows`.
+    candidates : ndarray of int32, optional
+        Ascending, unique item rows to rank; default every item.
+    n_threads : int, default=1
+        OpenMP threads over the users (no effect on the result).
+
+    Returns
+    -------
+    index : ndarray of int32, shape (len(rows), n)
+        Item rows, best first; -1 where a user has fewer than `n` candidates.
+    scores : ndarray of float64, shape (len(rows), n)
+        The predictions of those items; -inf in padded slots.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    known = rows >= 0
+    factors = np.zeros((len(rows), state.n_factors), dtype=state.user_factors.dtype)
+    factors[known] = state.user_factors[rows[known]]
+    user_bias = np.zeros(len(rows), dtype=state.user_bias.dtype)
+    user_bias[known] = state.user_bias[rows[known]]
+    if exclude is None:
+        exclude = _NO_ROWS
+    elif isinstance(exclude, str) and exclude == "seen":
+        exclude = csr_rows(state.seen_indptr, state.seen_indices, rows)
+    all_items = candidates is None
+    index = np.empty((len(rows), n), dtype=np.int32)
+    scores = np.empty((len(rows), n), dtype=np.float64)
+    _topn.top_n(factors, np.ascontiguousarray(state.item_factors), user_bias,
+                np.ascontiguousarray(state.item_bias), float(state.global_mean),
+                np.arange(len(rows), dtype=np.int64),
+                np.zeros(0, np.int32) if all_items else candidates, all_items,
+                np.ascontiguousarray(exclude[0], dtype=np.int64),
+                np.ascontiguousarray(exclude[1], dtype=np.int32), index, scores, n_threads)
+    return index, scores
+
+
+def csr_rows(indptr, indices, rows):
+    """The CSR of rows `rows` of (indptr, indices); a row of -1 is empty."""
+    valid = (rows >= 0) & (rows < len(indptr) - 1)
+    safe = np.where(valid, rows, 0)
+    starts = np.where(valid, indptr[safe], 0)
+    counts = np.where(valid, indptr[safe + 1] - starts, 0)
+    out = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    positions = np.repeat(starts - out[:-1], counts) + np.arange(out[-1])
+    return out, indices[positions]
 
 
 def recommend(model, user, n=10, exclude_seen=True, items=None):
@@ -49,16 +122,15 @@ def recommend(model, user, n=10, exclude_seen=True, items=None):
     ValueError
         When `n` < 1 or `items` holds an id the model does not know.
     """
-    model._check_fitted()
+    state = model.fit_state_
     n = check_int("n", n, 1)
     _check_bool("exclude_seen", exclude_seen)
-    row = _known_row(model._user_map, user, "user")
-    candidates = None if items is None else _candidate_rows(model._item_map, items)
-    index = np.empty((1, n), dtype=np.int32)
-    scores = np.empty((1, n), dtype=np.float64)
-    _rank(model, np.array([row], dtype=np.int64), candidates, exclude_seen, index, scores)
+    row = _known_row(state.user_map, user, "user")
+    candidates = None if items is None else _candidate_rows(state.item_map, items)
+    index, scores = top_n(state, np.array([row]), n, "seen" if exclude_seen else None,
+                          candidates, _n_threads(model))
     found = index[0] >= 0
-    return _raw_ids(model._item_map, index[0][found]), scores[0][found]
+    return _raw_ids(state.item_map, index[0][found]), scores[0][found]
 
 
 def recommend_all(model, users=None, n=10, exclude_seen=True):
@@ -92,27 +164,27 @@ def recommend_all(model, users=None, n=10, exclude_seen=True):
     ValueError
         When `n` < 1 or `users` is not one-dimensional.
     """
-    model._check_fitted()
+    state = model.fit_state_
     n = check_int("n", n, 1)
     _check_bool("exclude_seen", exclude_seen)
     if users is None:
-        rows = np.arange(model.n_users_, dtype=np.int64)
+        rows = np.arange(state.n_users, dtype=np.int64)
     else:
-        rows = model._user_map.lookup(users, "users")
+        rows = state.user_map.lookup(users, "users")
         if (rows < 0).any():
             raise KeyError(f"unknown user id {first_unknown(users, rows)!r}")
-    raw_items = model._item_map.all_raw()
+    raw_items = state.item_map.all_raw()
     fill = fill_id(raw_items.dtype)
     item_ids = np.empty((len(rows), n), dtype=_output_dtype(raw_items.dtype))
     scores = np.empty((len(rows), n), dtype=np.float64)
-    index = np.empty((min(USER_CHUNK, len(rows)), n), dtype=np.int32)
+    n_threads = _n_threads(model)
     for start in range(0, len(rows), USER_CHUNK):
-        chunk = rows[start:start + USER_CHUNK]
-        chunk_index = index[:len(chunk)]
-        _rank(model, chunk, None, exclude_seen, chunk_index, scores[start:start + len(chunk)])
-        found = chunk_index >= 0
-        chunk_ids = item_ids[start:start + len(chunk)]
-        chunk_ids[found] = raw_items[chunk_index[found]]
+        chunk = slice(start, start + USER_CHUNK)
+        index, scores[chunk] = top_n(state, rows[chunk], n, "seen" if exclude_seen else None,
+                                     None, n_threads)
+        found = index >= 0
+        chunk_ids = item_ids[chunk]
+        chunk_ids[found] = raw_items[index[found]]
         chunk_ids[~found] = fill
     return item_ids, scores
 
@@ -140,7 +212,8 @@ def similar_items(model, item, n=10):
     KeyError
         When `item` is unknown to the model.
     """
-    return _similar(model, "item", item, n)
+    state = model.fit_state_
+    return _similar(state.item_map, state.item_factors, "item", item, n)
 
 
 def similar_users(model, user, n=10):
@@ -166,7 +239,8 @@ def similar_users(model, user, n=10):
     KeyError
         When `user` is unknown to the model.
     """
-    return _similar(model, "user", user, n)
+    state = model.fit_state_
+    return _similar(state.user_map, state.user_factors, "user", user, n)
 
 
 def fill_id(dtype):
@@ -194,6 +268,10 @@ def fill_id(dtype):
     return None
 
 
+def _n_threads(model):
+    return check_n_threads("n_threads", model.n_threads)
+
+
 def _raw_ids(id_map, rows):
     """Raw ids of model rows; int64 for identity maps, as ``all_raw`` gives."""
     return id_map.raw(rows.astype(np.int64))
@@ -205,31 +283,11 @@ def _output_dtype(dtype):
     return np.dtype(np.int64) if dtype.kind == "u" and dtype != np.uint64 else dtype
 
 
-def _rank(model, rows, candidates, exclude_seen, out_index, out_scores):
-    """Run the top-n kernel for model rows `rows` into the given output arrays."""
-    if exclude_seen:
-        seen_indptr, seen_indices = model._seen_indptr, model._seen_indices
-    else:
-        seen_indptr, seen_indices = np.zeros(0, np.int64), np.zeros(0, np.int32)
-    all_items = candidates is None
-    _topn.top_n(np.ascontiguousarray(model.user_factors_),
-                np.ascontiguousarray(model.item_factors_),
-                np.ascontiguousarray(model.user_bias_), np.ascontiguousarray(model.item_bias_),
-                float(model.global_mean_), rows,
-                np.zeros(0, np.int32) if all_items else candidates, all_items,
-                seen_indptr, seen_indices, out_index, out_scores, model._thread_count())
-
-
-def _similar(model, side, raw, n):
-    """(raw ids, cosine similarities) of the `n` rows nearest `raw` among the `side` factors.
-
-    `side` is "user" or "item": the model's ``<side>_factors_`` and ``_<side>_map``.
-    """
-    model._check_fitted()
+def _similar(id_map, factors, kind, raw, n):
+    """(raw ids, cosine similarities) of the `n` rows of `factors` nearest to id `raw`'s."""
     n = check_int("n", n, 1)
-    id_map = getattr(model, f"_{side}_map")
-    row = _known_row(id_map, raw, side)
-    rows, similarities = _nearest(getattr(model, f"{side}_factors_"), row, n)
+    row = _known_row(id_map, raw, kind)
+    rows, similarities = _nearest(factors, row, n)
     return _raw_ids(id_map, rows), similarities
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import mfsgd
-from mfsgd import _sgd  # noqa: F401  (fail loudly here if the extension was not built)
+from mfsgd._kernels import _sgd  # noqa: F401  (fail loudly here if the extension was not built)
 
 # "ci": a short, fixed-seed run on every `pytest`; "long": what `python -m benchmarks.fuzz`
 # runs for minutes.  Deadlines are off: a shared 2-core machine makes them flaky; hangs are

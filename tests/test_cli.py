@@ -5,6 +5,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ from mfsgd import MatrixFactorization, Ratings, make_synthetic
 
 
 def run(*args, cwd=None):
+    # Never from the checkout: `python -m` puts the working directory first on sys.path, and
+    # the source tree there has no compiled kernel.
     return subprocess.run([sys.executable, "-m", "mfsgd", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd or tempfile.gettempdir(), timeout=300)
 
 
 def has_matplotlib():
@@ -156,7 +159,7 @@ def saved_model(path):
 @pytest.mark.parametrize("columns, n_users, n_items", [
     ("user,item,rating,-", 40, 7),
     ("item,user,rating,timestamp", 7, 40),      # the other way round: the 7 movies are users
-    # Header names in `columns` are read_ratings' (the "readers" change of issue 9).
+    # Header names in `columns` are read_ratings' own names.
     ("userId,movieId,rating,-", 40, 7),
 ], ids=["roles", "roles-swapped", "header-names"])
 def test_columns_option_says_which_field_is_what(columns, n_users, n_items, four_field_csv,
@@ -327,10 +330,11 @@ def test_help_shows_every_default(command, capsys):
 
 def test_model_options_take_defaults_and_choices_from_the_model(monkeypatch, capsys):
     from mfsgd import cli
-    from mfsgd import model as model_module
+    from mfsgd.models import mf as model_module
     signature = inspect.signature(MatrixFactorization.__init__)
     defaults = dict(signature.parameters)
-    monkeypatch.setattr(model_module, "SCHEDULES", (*model_module.SCHEDULES, "new-schedule"))
+    monkeypatch.setattr(model_module, "LEARNING_RATE_SCHEDULES",
+                        (*model_module.LEARNING_RATE_SCHEDULES, "new-schedule"))
     changed = tuple({"n_factors": 7, "learning_rate": 0.0123}.get(name, p.default)
                     for name, p in defaults.items() if p.default is not p.empty)
     monkeypatch.setattr(MatrixFactorization.__init__, "__defaults__", changed)
@@ -428,13 +432,13 @@ def cli_exit_broken_pipe():
 
 def capture_figures(monkeypatch):
     """Make the commands' save_figure record (figure, path) as well as write the file."""
-    from mfsgd import _cli_plots
-    figures, save = [], _cli_plots.save_figure
+    from mfsgd.cli import _plots
+    figures, save = [], _plots.save_figure
 
     def recording_save(figure, path):
         figures.append((figure, str(path)))
         save(figure, path)
-    monkeypatch.setattr(_cli_plots, "save_figure", recording_save)
+    monkeypatch.setattr(_plots, "save_figure", recording_save)
     return figures
 
 

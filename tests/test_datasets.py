@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from mfsgd import Ratings, datasets
+from mfsgd import Ratings
+from mfsgd.data import datasets
 from mfsgd.datasets import load_movielens, load_movielens_split
 
 # Tiny stand-ins for each MovieLens layout: {file name: bytes}.
@@ -290,7 +291,7 @@ def test_pinned_checksum(tmp_path, server, monkeypatch):
 STALLED_DOWNLOAD = """
 import sys
 from pathlib import Path
-from mfsgd import _download
+from mfsgd.data import _download
 _download.download(sys.argv[1], Path(sys.argv[2]), "by hand")
 """
 
@@ -301,7 +302,8 @@ def test_temporary_file_of_a_killed_download_is_removed_by_the_next_one(tmp_path
     server.files["/ml-100k.zip"] = archive_bytes(tmp_path)
     server.files["/ml-1m.zip"] = archive_bytes(tmp_path, "ml-1m")
     writer = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD,
-                               server.url + "ml-latest.zip", str(cache / "ml-latest.zip")])
+                               server.url + "ml-latest.zip", str(cache / "ml-latest.zip")],
+                              cwd=tmp_path)
     try:
         deadline = time.monotonic() + 30
         while not (cache.is_dir() and os.listdir(cache)) and time.monotonic() < deadline:

@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 import mfsgd
-from mfsgd.ratings import _stable_sort
+from mfsgd.data.ratings import _stable_sort
 
 
 def _unique_pairs(n_ratings, seed=0):

@@ -37,8 +37,8 @@ from hypothesis import event, given, note, strategies as st
 
 import mfsgd
 from mfsgd import Ratings, read_ratings
-from mfsgd import io as mio
-from mfsgd._columns import role_of
+from mfsgd.data import io as mio
+from mfsgd.data._columns import role_of
 
 #: read_ratings may allocate at most MEMORY_FACTOR x the (decompressed) file size plus
 #: MEMORY_ALLOWANCE bytes at peak (tracemalloc).  The factor covers string ids, which the

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mfsgd import Ratings
-from mfsgd._columns import ALIASES
+from mfsgd.data._columns import ALIASES
 
 pytestmark = pytest.mark.fuzz
 

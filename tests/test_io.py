@@ -11,8 +11,8 @@ import pytest
 
 import mfsgd
 from mfsgd import Ratings, read_ratings
-from mfsgd import io as mio
-from mfsgd.ratings import _stable_sort
+from mfsgd.data import io as mio
+from mfsgd.data.ratings import _stable_sort
 
 ROWS = [(1, 10, 4.0), (1, 20, 3.5), (2, 10, 5.0), (3, 30, 1.0), (2, 30, 2.5)]
 
@@ -455,7 +455,7 @@ def test_from_arrays_with_small_integer_ids(dtype):
 def test_scanner_fast_paths_agree_with_python():
     """The SWAR integer and decimal parsers accept exactly the plain spellings they claim and
     return Python's value for them; everything else is left to the fallback."""
-    from mfsgd import _textscan
+    from mfsgd.data import _textscan
 
     rng = random.Random(1)
     fields = []
@@ -508,7 +508,7 @@ def test_bench_io_script_runs(tmp_path):
     assert list(tmp_path.iterdir()) == []  # temporary files removed
 
 
-# --- columns from the header's names or the field count (issue 9) ----------------------------
+# --- columns from the header's names or the field count ----------------------------------
 
 MOVIELENS_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964981247\n" \
                 "5,10,0.5,847434962\n"
@@ -595,7 +595,7 @@ def test_role_tuples_read_as_before(tmp_path):
     assert ratings.user_ids.tolist() == [100, 200] and ratings.data.tolist() == [1, 2]
 
 
-# --- no data lost before the first complete line (issue 10, item 1) ---------------------------
+# --- no data lost before the first complete line -------------------------------------------
 
 def _numbered_lines(n, sep="\t"):
     return "".join(f"{k}{sep}{k % 97}{sep}{k % 5 + 1}\n" for k in range(n))
@@ -639,7 +639,7 @@ def test_line_length_is_bounded(tmp_path, monkeypatch):
 def test_line_chunks_against_python(block):
     """LineChunks yields exactly the lines Python finds (CR, CRLF split across reads, a last
     line without a break), whatever the block size, and bounds lines exactly."""
-    from mfsgd._textsource import LineChunks
+    from mfsgd.data._textsource import LineChunks
 
     rng = random.Random(block)
     for _ in range(200):
@@ -663,7 +663,7 @@ def test_line_chunks_against_python(block):
                 list(chunks)
 
 
-# --- values never change quietly (issue 10, item 2) -------------------------------------------
+# --- values never change quietly -----------------------------------------------------------
 
 def test_rating_beyond_float32_names_its_line(tmp_path):
     with pytest.raises(ValueError, match=r"r\.txt, line 2: rating 1e\+39 is beyond the float32 "
@@ -731,7 +731,7 @@ def test_fields_longer_than_the_fast_paths(tmp_path):
         read_ratings(write(tmp_path, text.replace("1e0", "1_0")))
 
 
-# --- damaged archives (issue 10, item 4) -----------------------------------------------------
+# --- damaged archives ---------------------------------------------------------------------
 
 def _zip_bytes(data, compression=zipfile.ZIP_DEFLATED, name="r.csv"):
     out = io.BytesIO()
@@ -799,7 +799,7 @@ def test_declared_sizes_are_only_hints(tmp_path, compression, fuzz_limits):
     assert len(ratings) == 20_000
 
 
-# --- memory in proportion to the input (issue 10, item 5) -------------------------------------
+# --- memory in proportion to the input -----------------------------------------------------
 
 def test_one_long_string_id_does_not_widen_every_row(tmp_path, fuzz_limits):
     # 1.6 MB with one 100 KB id: the fixed-width id array would need 60 GB; refused at once.

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfsgd import _sgd
-from mfsgd._csr import IndexedRatings
-from mfsgd._layout import build_layout, epoch_schedule, kernel_rows, padded_width
+from mfsgd._kernels import _sgd
+from mfsgd.data._csr import IndexedRatings
+from mfsgd.training.layout import block_schedule, build_layout, kernel_rows, padded_width
 
 MASK = (1 << 64) - 1
 
@@ -148,7 +148,7 @@ def run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=3, n_epochs=3, 
     layout = build_layout(ratings, n_blocks, rng)
     sses, ref_sses = [], []
     for epoch in range(n_epochs):
-        schedule = epoch_schedule(n_blocks, rng)
+        schedule = block_schedule(n_blocks, rng)
         epoch_seed = int(rng.integers(0, 2**63))
         sses.append(_sgd.sgd_epoch(P, Q, bu, bi, *grads, layout.block_ptr, layout.run_user,
                                    layout.run_ptr, layout.items, layout.ratings, schedule,
@@ -209,7 +209,7 @@ def test_layout_holds_every_rating_once(n_blocks):
 def test_blocks_of_a_sub_epoch_share_no_user_and_no_item():
     ratings = random_ratings(60, 50, 0.3)
     layout = build_layout(ratings, 4, np.random.default_rng(1))
-    schedule = epoch_schedule(4, np.random.default_rng(2))
+    schedule = block_schedule(4, np.random.default_rng(2))
     assert sorted(schedule.ravel().tolist()) == list(range(16))
     for blocks in schedule:
         seen_users, seen_items = set(), set()
@@ -306,7 +306,7 @@ def test_kernel_options_match_numpy_reference(dtype, options, k, padded):
                                               (np.float32, 100, True), (np.float32, 16, False)])
 def test_kernel_on_one_row_or_one_column_matches_reference(n_users, n_items, dtype, k, padded):
     """A one-row factor array says nothing about its row width through its strides; the kernel
-    reads the width from the shapes (issue 9: 1 x n rating sets crashed)."""
+    reads the width from the shapes (1 x n rating sets once crashed on this)."""
     ratings = random_ratings(n_users=n_users, n_items=n_items, density=1.0, seed=15)
     assert_matches_reference(*run_kernel_and_reference(ratings, dtype, k, padded, n_blocks=1),
                              dtype)
@@ -318,7 +318,7 @@ def test_kernel_rejects_rows_it_cannot_address():
     empty = np.zeros(0)
     args = (np.zeros(ratings.n_users), np.zeros(ratings.n_items), empty, empty,
             layout.block_ptr, layout.run_user, layout.run_ptr, layout.items, layout.ratings,
-            epoch_schedule(1, np.random.default_rng(0)), layout.order, layout.block_sse,
+            block_schedule(1, np.random.default_rng(0)), layout.order, layout.block_sse,
             3.0, 0.05, 0.02, 0.02, 0, 1, 1)
     P = np.zeros((ratings.n_users, 8))
     Q = np.zeros((ratings.n_items, 8))
@@ -341,7 +341,7 @@ def test_float32_kernel_tracks_float64():
     P64 = rng.normal(0, 0.1, (ratings.n_users, 8))
     Q64 = rng.normal(0, 0.1, (ratings.n_items, 8))
     layout = build_layout(ratings, 2, rng)
-    schedule = epoch_schedule(2, rng)
+    schedule = block_schedule(2, rng)
     results = []
     for dtype in (np.float32, np.float64):
         P, Q = P64.astype(dtype), Q64.astype(dtype)
@@ -391,7 +391,7 @@ def test_unknown_instruction_set_is_refused():
 
 
 def test_auto_block_count_is_a_power_of_two_set_by_data_and_k():
-    from mfsgd._layout import auto_n_blocks
+    from mfsgd.training.layout import auto_n_blocks
     counts = [auto_n_blocks(100_000, n_items, 5_000_000, k, 4)
               for n_items in (1_000, 10_000, 100_000) for k in (16, 32, 128, 256)]
     assert all(b >= 2 and b & (b - 1) == 0 for b in counts)

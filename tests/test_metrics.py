@@ -149,7 +149,7 @@ def test_metrics_from_a_model(toy_model):
 
 
 def test_rmse_and_mae_of_a_model_on_ratings(toy_model):
-    """Issue 9: rmse and mae also take (model, ratings), like the ranking metrics."""
+    """rmse and mae also take (model, ratings), like the ranking metrics."""
     from mfsgd.model_selection import GridSearchCV
     model, train = toy_model
     test = mfsgd.Ratings.from_arrays(["u", "v", "w"], ["i1", "i2", "i0"], [5, 1, 3])
@@ -186,7 +186,7 @@ def test_top_k_items_matches_predict_on_synthetic_data():
     model.fit((users, items, ratings))
     top = top_k_items(model, np.arange(60), k=5, batch_size=7)
     grid_u, grid_i = np.meshgrid(np.arange(60), np.arange(40), indexing="ij")
-    predicted = model._predict_indices(grid_u.ravel(), grid_i.ravel()).reshape(60, 40)
+    predicted = model.fit_state_.predict_rows(grid_u.ravel(), grid_i.ravel()).reshape(60, 40)
     unclipped = model.user_factors_ @ model.item_factors_.T + model.item_bias_
     expected = np.argsort(-unclipped, axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(top, expected)

@@ -136,6 +136,17 @@ def test_divergence_raises_and_leaves_no_model(synthetic):
         model.predict(0, 0)
 
 
+def test_a_diverged_fit_forgets_the_whole_previous_fit(synthetic):
+    """A fit that diverges leaves nothing of the model it replaced nor of itself: no learned
+    arrays, counters or training data (such as the per-row rating counts and the number of
+    training ratings), so the object holds its parameters and at most item_titles_."""
+    model = small_model().fit(synthetic[0])
+    model.set_params(learning_rate=50.0, n_epochs=20)
+    with pytest.raises(DivergenceError):
+        model.fit(synthetic[0])
+    assert set(vars(model)) - set(model.get_params()) <= {"item_titles_"}
+
+
 def test_get_set_params_and_repr():
     model = MatrixFactorization(n_factors=7)
     params = model.get_params()
@@ -169,7 +180,7 @@ def titled(ratings, titles):
 
 
 def test_fit_keeps_the_item_titles_of_its_data_and_saves_them(tmp_path):
-    """Issue 9: after fit on a Ratings with titles (load_movielens gives them), item_titles_
+    """After fit on a Ratings with titles (load_movielens gives them), item_titles_
     is set, and save/load keep it."""
     users, items, ratings = make_synthetic(50, 30, 600, random_state=2)
     data = titled(mfsgd.Ratings.from_arrays(users, items, ratings),

@@ -325,9 +325,9 @@ def test_grid_search_verbose_prints_one_line_per_candidate(synthetic, capsys):
 
 @pytest.mark.parametrize("kind", ["RandomizedSearchCV", "GridSearchCV", "cross_validate"])
 def test_verbose_lines_logging_and_progress_bar_do_not_garble(synthetic, monkeypatch, kind):
-    """Issue 9: with tqdm, verbose searches printed the fold fits' own epoch tables and bars
-    and the log records over the progress bar.  Now every piece of output on a shared
-    terminal is a whole bar frame or a whole line."""
+    """With tqdm, a verbose search must not print the fold fits' own epoch tables and bars
+    nor the log records over the progress bar: every piece of output on a shared terminal is
+    a whole bar frame or a whole line."""
     pytest.importorskip("tqdm")
     import io
     import logging

@@ -64,9 +64,10 @@ def test_the_licence_is_in_the_sdist_and_the_wheel_metadata(dists):
     sdist, wheel, _ = dists
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"LICENSE", "setup.py", "pyproject.toml", "mfsgd/_sgd.pyx", "mfsgd/_topn.pyx",
-            "mfsgd/_kernels.h", "mfsgd/_kernels_impl.h"} <= names
-    assert not {"mfsgd/_sgd.c", "mfsgd/_topn.c"} & names      # generated at build time
+    assert {"LICENSE", "setup.py", "pyproject.toml", "mfsgd/_kernels/_sgd.pyx",
+            "mfsgd/_kernels/_topn.pyx", "mfsgd/_kernels/_kernels.h",
+            "mfsgd/_kernels/_kernels_impl.h"} <= names
+    assert not {"mfsgd/_kernels/_sgd.c", "mfsgd/_kernels/_topn.c"} & names   # generated at build time
     with zipfile.ZipFile(wheel) as archive:
         info = next(name.split("/")[0] for name in archive.namelist()
                     if name.endswith(".dist-info/METADATA"))
@@ -75,6 +76,32 @@ def test_the_licence_is_in_the_sdist_and_the_wheel_metadata(dists):
     assert "License-Expression: BSD-3-Clause" in fields
     assert "License-File: LICENSE" in fields
     assert licence == (ROOT / "LICENSE").read_text() and "BSD 3-Clause" in licence
+
+
+@pytest.mark.slow
+def test_the_version_is_written_once_and_reaches_the_metadata(dists):
+    import ast
+    source = (ROOT / "mfsgd" / "_version.py").read_text()
+    version = next(node.value.value for node in ast.parse(source).body
+                   if isinstance(node, ast.Assign) and node.targets[0].id == "__version__")
+    assert "version" not in _project_table(ROOT / "pyproject.toml")
+    assert dists[0].name == f"mfsgd-{version}.tar.gz"
+    with zipfile.ZipFile(dists[1]) as archive:
+        info = next(name.split("/")[0] for name in archive.namelist()
+                    if name.endswith(".dist-info/METADATA"))
+        fields = archive.read(f"{info}/METADATA").decode().split("\n\n")[0].splitlines()
+    assert f"Version: {version}" in fields
+
+
+def _project_table(path):
+    """The keys of pyproject.toml's [project] table (a plain reader: tomllib needs 3.11)."""
+    keys, inside = set(), False
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            inside = line.strip() == "[project]"
+        elif inside and "=" in line and not line.startswith((" ", "\t")):
+            keys.add(line.split("=", 1)[0].strip())
+    return keys
 
 
 @pytest.mark.slow

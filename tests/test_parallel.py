@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mfsgd import MatrixFactorization, Ratings, _sgd, make_synthetic
-from mfsgd._layout import epoch_schedule
+from mfsgd.training.layout import block_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,12 +64,12 @@ def _fitted_layout(n_ratings, n_blocks, k=32):
                                            n_ratings=n_ratings, random_state=1)
     model = MatrixFactorization(n_factors=k, n_epochs=1, n_blocks=n_blocks, n_threads=1,
                                 random_state=0).fit((users, items, ratings))
-    return model._layout
+    return model.fit_state_.layout
 
 
 def test_small_sub_epochs_run_on_one_thread_large_ones_on_all():
     layout = _fitted_layout(20_000, 4)
-    schedule = epoch_schedule(4, np.random.default_rng(0))
+    schedule = block_schedule(4, np.random.default_rng(0))
     counts = _sgd.sub_epoch_threads(layout.block_ptr, layout.run_ptr, schedule, 32, 8)
     assert counts.tolist() == [1, 1, 1, 1]
     forced = _sgd.sub_epoch_threads(layout.block_ptr, layout.run_ptr, schedule, 32, 8, 0)
@@ -91,23 +91,23 @@ def test_kernel_reports_the_seconds_of_every_block():
     bu, bi, empty = np.zeros(len(P)), np.zeros(len(Q)), np.zeros(0)
     seconds = np.full(4, -1.0)
     _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user, layout.run_ptr,
-                   layout.items, layout.ratings, epoch_schedule(2, rng), layout.order,
+                   layout.items, layout.ratings, block_schedule(2, rng), layout.order,
                    layout.block_sse, 3.0, 0.01, 0.02, 0.02, _sgd.FLAG_BIASED, 3, 2, 8, seconds, 0)
     assert (seconds > 0).all() and seconds.sum() < 10
     cpu = np.full(4, -1.0)
     _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user, layout.run_ptr,
-                   layout.items, layout.ratings, epoch_schedule(2, rng), layout.order,
+                   layout.items, layout.ratings, block_schedule(2, rng), layout.order,
                    layout.block_sse, 3.0, 0.01, 0.02, 0.02, _sgd.FLAG_BIASED, 3, 2, 8,
                    block_cpu_seconds=cpu)
     assert (cpu >= 0).all() and cpu.sum() > 0 and cpu.sum() < 10
     with pytest.raises(ValueError, match="block_cpu_seconds must have 4 entries"):
         _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
-                       layout.run_ptr, layout.items, layout.ratings, epoch_schedule(2, rng),
+                       layout.run_ptr, layout.items, layout.ratings, block_schedule(2, rng),
                        layout.order, layout.block_sse, 3.0, 0.01, 0.02, 0.02, 0, 3, 2, 8,
                        block_cpu_seconds=np.zeros(5))
     with pytest.raises(ValueError, match="block_seconds must have 4 entries"):
         _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
-                       layout.run_ptr, layout.items, layout.ratings, epoch_schedule(2, rng),
+                       layout.run_ptr, layout.items, layout.ratings, block_schedule(2, rng),
                        layout.order, layout.block_sse, 3.0, 0.01, 0.02, 0.02, 0, 3, 2, 8,
                        np.zeros(3))
 
@@ -130,7 +130,7 @@ def test_build_without_openmp_trains_single_threaded_with_a_warning(tmp_path):
     assert "without OpenMP" in build.stderr
     code = (
         "import warnings, numpy as np, mfsgd\n"
-        "from mfsgd import _sgd\n"
+        "from mfsgd._kernels import _sgd\n"
         "assert not _sgd.HAVE_OPENMP\n"
         "u, i, r = mfsgd.make_synthetic(n_users=200, n_items=100, n_ratings=5000)\n"
         "with warnings.catch_warnings(record=True) as caught:\n"

@@ -84,10 +84,10 @@ def test_round_trip_keeps_training_state(ratings, tmp_path):
     loaded = MatrixFactorization.load(tmp_path / "model.npz")
     assert loaded.best_epoch_ == model.best_epoch_
     assert loaded.item_titles_ == model.item_titles_
-    np.testing.assert_array_equal(loaded._user_grad_sq, model._user_grad_sq)
-    np.testing.assert_array_equal(loaded._seen_indptr, model._seen_indptr)
-    np.testing.assert_array_equal(loaded._seen_indices, model._seen_indices)
-    assert loaded._rng.bit_generator.state == model._rng.bit_generator.state
+    np.testing.assert_array_equal(loaded.fit_state_.user_grad_sq, model.fit_state_.user_grad_sq)
+    np.testing.assert_array_equal(loaded.fit_state_.seen_indptr, model.fit_state_.seen_indptr)
+    np.testing.assert_array_equal(loaded.fit_state_.seen_indices, model.fit_state_.seen_indices)
+    assert loaded.fit_state_.rng.bit_generator.state == model.fit_state_.rng.bit_generator.state
 
 
 def test_loaded_model_continues_training(ratings, tmp_path):
@@ -309,8 +309,8 @@ def test_every_bit_generator_round_trips(ratings, tmp_path, name):
     model = fitted(ratings, n_epochs=1, random_state=generator)
     model.save(tmp_path / "model.npz")
     loaded = MatrixFactorization.load(tmp_path / "model.npz")
-    assert loaded._rng.bit_generator.state["bit_generator"] == name
-    assert loaded._rng.random() == model._rng.random()
+    assert loaded.fit_state_.rng.bit_generator.state["bit_generator"] == name
+    assert loaded.fit_state_.rng.random() == model.fit_state_.rng.random()
 
 
 def test_save_refuses_a_model_that_load_would_refuse(ratings, tmp_path):
@@ -460,7 +460,7 @@ def set_age(path, seconds):
 def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(ratings, tmp_path):
     model = fitted(ratings)
     writer = subprocess.Popen([sys.executable, "-c", STALLED_SAVE, str(tmp_path / "model.npz")],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, cwd=tmp_path.parent)
     try:
         assert writer.stdout.readline() == "writing\n"
         [temporary] = list(tmp_path.iterdir())

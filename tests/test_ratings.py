@@ -324,7 +324,7 @@ def test_datetimes_become_floored_unix_seconds():
 
 
 def test_too_many_distinct_ids_are_refused(monkeypatch):
-    from mfsgd import ratings as ratings_module
+    from mfsgd.data import ratings as ratings_module
     monkeypatch.setattr(ratings_module, "MAX_IDS", 2)
     with pytest.raises(ValueError, match="items holds 3 distinct ids; a rating set holds at most"):
         Ratings.from_arrays([1, 1, 1], [5, 6, 7], [1.0, 2.0, 3.0])

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import mfsgd
-from mfsgd import MatrixFactorization, NotFittedError, _sgd, make_synthetic
+from mfsgd import MatrixFactorization, NotFittedError, make_synthetic
+from mfsgd._kernels import _sgd
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +262,7 @@ def test_string_ids_with_mfsgd_ratings(string_id_ratings):
 
 
 def test_rows_and_columns_without_ratings_are_never_recommended_nor_neighbours():
-    """A scipy.sparse matrix's empty rows and columns get no factors (issue: phantom ids)."""
+    """A scipy.sparse matrix's empty rows and columns get no factors (no phantom ids)."""
     import scipy.sparse as sp
     from mfsgd.metrics import top_k_items
     users, items, values = make_synthetic(n_users=40, n_items=25, n_ratings=500, random_state=4)

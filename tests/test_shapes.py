@@ -1,5 +1,5 @@
-"""Every rating set from 1 x 1 up trains, with every k, dtype, schedule and option (issue 9:
-1 x n and n x 1 sets crashed in the kernel, whose row width came from a one-row array's
+"""Every rating set from 1 x 1 up trains, with every k, dtype, learning-rate schedule and option
+(1 x n and n x 1 sets once crashed in the kernel, whose row width came from a one-row array's
 stride)."""
 import subprocess
 import sys
@@ -101,6 +101,6 @@ def test_cli_trains_on_a_tiny_file(tmp_path, lines):
     path.write_text("\n".join(lines) + "\n")
     result = subprocess.run([sys.executable, "-m", "mfsgd", "train", str(path), "--factors",
                              "8", "--epochs", "3", "--save", str(tmp_path / "model.npz")],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "test RMSE" in result.stdout and (tmp_path / "model.npz").is_file()

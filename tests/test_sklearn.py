@@ -1,4 +1,4 @@
-"""scikit-learn interoperability (issue 9): clone, repr, the HTML display, tags and splitters
+"""scikit-learn interoperability: clone, repr, the HTML display, tags and splitters
 work on every mfsgd estimator when scikit-learn is installed; mfsgd never needs it."""
 import numpy as np
 import pytest
@@ -113,9 +113,10 @@ def test_splitters_needing_groups_are_refused_clearly(ratings):
         cross_validate(model(), ratings, cv=sk_selection.GroupKFold(3))
 
 
-def test_sklearn_is_not_a_dependency():
+def test_sklearn_is_not_a_dependency(tmp_path):
     import subprocess
     import sys
     code = ("import sys; import mfsgd; from mfsgd import model_selection, metrics; "
             "assert 'sklearn' not in sys.modules, 'sklearn imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    # Away from the checkout: `python -c` puts the working directory first on sys.path.
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=120)

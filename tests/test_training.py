@@ -30,7 +30,7 @@ def test_schedules_train(data, schedule):
         assert rates == pytest.approx([0.02 / (1 + 0.1 * t) for t in range(6)])
         assert fitted.score(data[1]) < 1.0
     else:
-        assert (fitted._user_grad_sq > 1).any() and fitted.score(data[1]) < 1.0
+        assert (fitted.fit_state_.user_grad_sq > 1).any() and fitted.score(data[1]) < 1.0
 
 
 def test_schedules_beat_constant_on_movielens_after_30_epochs(ml100k_u1):
@@ -72,7 +72,7 @@ def test_early_stopping_restores_best_epoch(data):
 def test_early_stopping_holds_out_a_fraction(data):
     fitted = model(n_epochs=10, early_stopping=True, validation_fraction=0.2).fit(data[0])
     assert "valid_rmse" in fitted.history_[0]
-    assert fitted._n_train == len(data[0][2]) - round(0.2 * len(data[0][2]))
+    assert fitted.fit_state_.n_train == len(data[0][2]) - round(0.2 * len(data[0][2]))
 
 
 @pytest.mark.parametrize("n_blocks", [1, 3])
@@ -213,8 +213,9 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
     """Deliver a real SIGINT to this process during the given (1-based) kernel calls, with one
     sub-epoch per call."""
     import signal
-    from mfsgd import _sgd, model as model_module
-    monkeypatch.setattr(model_module, "CHECK_SECONDS", 0.0)
+    from mfsgd._kernels import _sgd
+    from mfsgd.training import loop
+    monkeypatch.setattr(loop, "CHECK_SECONDS", 0.0)
     count, real_kernel = [0], _sgd.sgd_epoch
 
     def kernel(*args, **kwargs):
@@ -223,7 +224,7 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
             signal.raise_signal(signal.SIGINT)     # lands while the kernel call runs
         return real_kernel(*args, **kwargs)
 
-    monkeypatch.setattr(model_module._sgd, "sgd_epoch", kernel)
+    monkeypatch.setattr(_sgd, "sgd_epoch", kernel)
     return count
 
 
@@ -235,8 +236,8 @@ def interrupt_on_kernel_calls(monkeypatch, calls):
 ], ids=["constant", "adagrad-float64", "inverse-padded", "non_negative"])
 def test_interrupted_fit_keeps_a_consistent_model_that_continues_exactly(data, monkeypatch,
                                                                          params):
-    """Issue 10: Ctrl-C inside an epoch used to keep that epoch's factors without its history_
-    entry, so partial_fit was no longer exact.  SIGINT now lands between sub-epochs; the model
+    """Ctrl-C inside an epoch must not keep that epoch's factors without its history_ entry
+    (partial_fit would no longer be exact).  SIGINT lands between sub-epochs; the model
     keeps its complete epochs (history_) and the finished sub-epochs, and partial_fit completes
     the epoch first: fit(10) = fit(10) interrupted twice + partial_fit to 10 epochs."""
     import signal
@@ -262,10 +263,10 @@ def test_interrupted_fit_keeps_a_consistent_model_that_continues_exactly(data, m
 def test_sub_epochs_per_kernel_call_do_not_change_the_model(data, monkeypatch, n_blocks):
     """The kernel runs consecutive sub-epochs in one call or in several (between which Ctrl-C
     is checked) with the same result."""
-    from mfsgd import model as model_module
+    from mfsgd.training import loop
     fits = []
     for check_seconds in (0.0, 1e-6, 1e9):
-        monkeypatch.setattr(model_module, "CHECK_SECONDS", check_seconds)
+        monkeypatch.setattr(loop, "CHECK_SECONDS", check_seconds)
         fits.append(model(n_epochs=3, n_blocks=n_blocks, learning_rate_schedule="adagrad")
                     .fit(data[0], validation=data[1]))
     for other in fits[1:]:
@@ -307,13 +308,13 @@ def test_interrupted_epoch_ends_on_its_own_data_before_new_data_is_adopted(data,
 
 
 def test_interrupt_before_the_first_epoch_leaves_the_model_unfitted(data, monkeypatch):
-    from mfsgd import model as model_module
+    from mfsgd.training import setup
 
     def interrupted_layout(*args, **kwargs):
         raise KeyboardInterrupt
 
     fitted = model().fit(data[0])
-    monkeypatch.setattr(model_module, "build_layout", interrupted_layout)
+    monkeypatch.setattr(setup, "build_layout", interrupted_layout)
     with pytest.raises(KeyboardInterrupt):
         fitted.fit(data[0])
     assert not hasattr(fitted, "user_factors_") and not hasattr(fitted, "history_")
@@ -330,15 +331,21 @@ def test_sigint_from_another_thread_lands_within_a_second():
     keys = np.unique(rng.integers(0, 20_000 * 3_000, size=1_000_000))
     train = (keys // 3_000, keys % 3_000, rng.integers(1, 6, size=len(keys)).astype(np.float32))
     params = dict(n_factors=32, n_blocks=8, n_threads=1, random_state=0)
-    fitted = MatrixFactorization(n_epochs=100_000, **params)
     sent = []
 
     def send():
         sent.append(time.perf_counter())
         os.kill(os.getpid(), signal.SIGINT)
 
+    # The timer starts once the first epoch has ended, so that the signal lands in training
+    # even when a loaded machine makes the conversion and layout take longer than the delay.
     timer = threading.Timer(0.5, send)
-    timer.start()
+
+    def start_timer(record, model):
+        if timer.ident is None:  # not started yet
+            timer.start()
+
+    fitted = MatrixFactorization(n_epochs=100_000, callbacks=[start_timer], **params)
     try:
         with pytest.raises(KeyboardInterrupt):
             fitted.fit(train)
@@ -354,8 +361,8 @@ def test_sigint_from_another_thread_lands_within_a_second():
 
 
 def test_a_second_concurrent_fit_of_one_model_is_refused(data):
-    """Issue 10: two threads fitting one object interleaved silently (6 epochs, 12 history
-    entries); the second caller now gets a RuntimeError naming the estimator."""
+    """Two threads fitting one object must not interleave silently (6 epochs would give 12
+    history entries): the second caller gets a RuntimeError naming the estimator."""
     import threading
     inside, release = threading.Event(), threading.Event()
     errors = []
@@ -417,7 +424,8 @@ def test_verbose_table_and_progress_bar_together_do_not_garble(data, monkeypatch
     monkeypatch.setattr(sys, "stderr", screen)
     model(n_epochs=3, verbose=True, show_progress=True).fit(data[0], validation=data[1])
     parts = [part for part in re.split(r"[\r\n]", screen.getvalue()) if part.strip()]
-    frame = re.compile(r"mfsgd: +\d+%\|[^|]*\| \d+/3 \[[^\]]*\]")
+    # tqdm pads a frame with spaces when it is shorter than the one it overwrites.
+    frame = re.compile(r"mfsgd: +\d+%\|[^|]*\| \d+/3 \[[^\]]*\] *")
     row = re.compile(r" +\d+ +[\d.]+ +[\d.]+ +[\d.e+]+ +[\d.]+")
     assert parts[0].startswith("epoch  train_rmse  valid_rmse")
     for part in parts[1:]:

@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
-from . import metrics
-from . import model as _model
-from .model import MatrixFactorization
-from .ratings import Ratings
-from .synthetic import make_synthetic
+from .. import metrics
+from ..models import mf as _model
+from ..models.mf import MatrixFactorization
+from ..data.ratings import Ratings
+from ..data.synthetic import make_synthetic
 
 DEMO_NOISE = 0.5
 DEMO_PARAMS = dict(n_factors=8, n_epochs=60, learning_rate=0.005, regularization=0.02)
@@ -49,7 +49,7 @@ def model_defaults():
 
 def model_choices():
     """The allowed values of the MatrixFactorization parameters that take one of a few names."""
-    return {"learning_rate_schedule": tuple(_model.SCHEDULES)}
+    return {"learning_rate_schedule": tuple(_model.LEARNING_RATE_SCHEDULES)}
 
 
 def option_dest(flag):
@@ -66,12 +66,13 @@ def load_data(args):
     if source == "demo":
         _refuse_file_options(args, "the built-in demo data")
         return demo_ratings(getattr(args, "seed", 0))
-    from .datasets import _NotCachedError, load_movielens
+    from ..data.datasets import load_movielens
+    from ..exceptions import NotCachedError
     if MOVIELENS_NAME.match(source) and not os.path.exists(source):
         _refuse_file_options(args, f"MovieLens {source}")
         try:
             return load_movielens(source, data_home=args.data_home, download=args.download)
-        except _NotCachedError as error:
+        except NotCachedError as error:
             raise CommandError(f"MovieLens {error.name} is not in the cache: expected "
                                f"{error.path}. Add --download to download it from {error.url}, "
                                f"or download it by hand and pass the .zip or its extracted "
@@ -82,7 +83,7 @@ def load_data(args):
     if os.path.isdir(source) or source.lower().endswith(".zip") and _is_movielens_zip(source):
         _refuse_file_options(args, f"a MovieLens folder or archive ({source})")
         return load_movielens(source)
-    from .io import read_ratings
+    from ..data.io import read_ratings
     options = {"sep": args.sep}
     if columns is not None:
         options["columns"] = columns
@@ -159,7 +160,7 @@ def _errors(model, ratings):
 
 def run_demo(args, out):
     """Train on the built-in synthetic data and compare the test RMSE with the noise floor."""
-    from .model_selection import train_test_split
+    from ..model_selection import train_test_split
     train, test = train_test_split(demo_ratings(args.seed), test_size=0.2,
                                    random_state=args.seed)
     print("synthetic ratings: 1000 users x 500 items, rank 6 + Gaussian noise "
@@ -174,7 +175,7 @@ def run_demo(args, out):
 def run_train(args, out):
     """Train on DATA, report RMSE/MAE on a held-out part (unless --test-size 0), optionally
     save and plot."""
-    from .model_selection import train_test_split
+    from ..model_selection import train_test_split
     if not 0.0 <= args.test_size < 1.0:
         raise CommandError(f"--test-size must be at least 0 and below 1, got {args.test_size}")
     if args.plot:
@@ -194,12 +195,12 @@ def run_train(args, out):
         model.save(args.save)
         print(f"saved the model to {args.save}", file=out)
     if args.plot:
-        from . import _cli_plots
+        from . import _plots
         held_out = ("validation (held out from training)" if model.early_stopping
                     else "test" if test is not None else None)
-        figure = _cli_plots.learning_curve(model.history_, _fit_title(model), held_out,
+        figure = _plots.learning_curve(model.history_, _fit_title(model), held_out,
                                            _best_epoch(model))
-        _cli_plots.save_figure(figure, args.plot)
+        _plots.save_figure(figure, args.plot)
         print(f"wrote {args.plot}", file=out)
     return 0
 
@@ -238,8 +239,6 @@ def run_evaluate(args, out):
     print(f"{len(data):,} ratings ({known.mean():.1%} with a known user and item): "
           f"RMSE {rmse:.4f}  MAE {mae:.4f}", file=out)
     seen = _training_pairs(model)
-    if seen is None:
-        return 0
     trained = np.zeros(len(data), dtype=bool)
     trained[known] = _in_csr(*seen, user_rows[known], item_rows[known], len(model.item_ids_))
     n_trained = int(trained.sum())
@@ -258,13 +257,10 @@ def run_evaluate(args, out):
 
 def _training_pairs(model):
     """The (indptr, indices) CSR of the items each model row rated in training (model row and
-    column indices), or None when the model does not keep it.  The one place where the
-    command line reads a model's private state."""
-    indptr = getattr(model, "_seen_indptr", None)
-    indices = getattr(model, "_seen_indices", None)
-    if indptr is None or indices is None:
-        return None
-    return np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+    column indices), from the model's fitted state."""
+    state = model.fit_state_
+    return (np.asarray(state.seen_indptr, dtype=np.int64),
+            np.asarray(state.seen_indices, dtype=np.int64))
 
 
 def _rows_of(known_ids, ids):
@@ -327,7 +323,7 @@ def run_search(args, out):
     plots the score against each parameter."""
     from scipy.stats import loguniform
 
-    from .model_selection import RandomizedSearchCV
+    from ..model_selection import RandomizedSearchCV
     try:
         factors = [int(part) for part in args.factors.split(",") if part.strip()]
     except ValueError:
@@ -365,14 +361,14 @@ def run_search(args, out):
         print(f"saved the best model, refitted on all {len(data):,} ratings, to {args.save}",
               file=out)
     if args.plot:
-        from . import _cli_plots
-        figure = _cli_plots.search_scores(
+        from . import _plots
+        figure = _plots.search_scores(
             candidates, scores, names=[name for _, name, _, _ in MODEL_OPTIONS if name in space],
             log_scaled=set(LOG_UNIFORM_RANGES), best=search.best_index_,
             labels={name: f"{name} ({flag})" for name, flag in FLAG_OF.items()},
             title=f"mfsgd search: mean RMSE over {search.n_splits_} folds, "
                   f"{args.epochs} epochs")
-        _cli_plots.save_figure(figure, args.plot)
+        _plots.save_figure(figure, args.plot)
         print(f"wrote {args.plot}", file=out)
     return 0
 
@@ -409,11 +405,11 @@ def run_bench(args, out):
         _require_matplotlib()
     records = quick_benchmark(n_ratings=args.ratings, n_epochs=args.epochs, out=out)
     if args.plot:
-        from . import _cli_plots
-        figure = _cli_plots.bench_throughput(
+        from . import _plots
+        figure = _plots.bench_throughput(
             records, title=f"mfsgd bench: {records[0]['ratings']:,} synthetic ratings, best of "
                            f"{args.epochs} epochs")
-        _cli_plots.save_figure(figure, args.plot)
+        _plots.save_figure(figure, args.plot)
         print(f"wrote {args.plot}", file=out)
     return 0
 

@@ -3,7 +3,7 @@
 the columns inferred from a header's names or from the number of fields.
 
 Everything here works on the decoded first lines of a file (a few dozen at most); the bulk of
-the file is parsed by :mod:`mfsgd._textscan`.
+the file is parsed by :mod:`mfsgd.data._textscan`.
 """
 import re
 
@@ -34,7 +34,7 @@ def parse_columns(columns):
     ----------
     columns : sequence of str or None, or None
         One entry per field: a role ("user", "item", "rating", "timestamp"), a column name
-        that stands for one (see :mod:`mfsgd._columns`, for example "userId"), or a skip
+        that stands for one (see :mod:`mfsgd.data._columns`, for example "userId"), or a skip
         marker (None, "", "-", "_").  None: infer the columns from the file.
 
     Returns
@@ -123,7 +123,7 @@ def infer_separator(lines, n_fields, name):
 def looks_like_header(fields):
     """Whether a first line (split into fields) is a header under header="infer".
 
-    It is when it names the user, item and rating columns (see :mod:`mfsgd._columns`), or
+    It is when it names the user, item and rating columns (see :mod:`mfsgd.data._columns`), or
     when none of its fields is empty or a number.  So a first line with an empty or
     unparsable rating but numeric ids is data (and an error), never a header.
     """

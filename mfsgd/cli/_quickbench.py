@@ -6,9 +6,9 @@ in the source checkout's ``benchmarks/`` folder: ``python -m benchmarks``.
 import os
 import time
 
-from .model import MatrixFactorization
-from .ratings import Ratings
-from .synthetic import make_synthetic
+from ..models.mf import MatrixFactorization
+from ..data.ratings import Ratings
+from ..data.synthetic import make_synthetic
 
 
 def quick_benchmark(n_ratings=1_000_000, n_epochs=3, factors=(32, 128), out=None):

@@ -5,9 +5,9 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from ._base import ParamsMixin
-from ._validation import check_choice, check_int
-from .ratings import Ratings, as_ratings
+from .._estimator import ParamsMixin
+from .._validation import check_choice, check_int
+from ..data.ratings import Ratings, as_ratings
 
 STRATEGIES = ("random", "user", "time")
 

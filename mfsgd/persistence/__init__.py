@@ -5,24 +5,30 @@ The file is a plain ``np.savez`` archive of numeric and unicode arrays, readable
 
 - ``format_version`` (int64) and ``library_version`` (str): the file format and the mfsgd
   that wrote it;
-- ``params_json``, ``history_json``, ``state_json`` (str): hyperparameters (``get_params``),
-  ``history_``, and the training counters (epochs done, best epoch, random generator state);
-- ``user_factors``, ``item_factors``, ``user_bias``, ``item_bias``, ``user_grad_sq``,
-  ``item_grad_sq`` (float32 or float64), ``global_mean`` and ``rating_range`` (float64);
-- ``user_ids``, ``item_ids`` (integer or unicode) with ``user_ids_identity`` /
-  ``item_ids_identity`` (bool): identity maps (ids are row indices) store no ids;
-- ``seen_indptr`` (int64), ``seen_indices`` (int32): the items each user rated in training;
-- ``item_titles_ids``, ``item_titles`` (optional): ``item_titles_`` as two arrays;
+- ``params_json`` (str): the hyperparameters (``get_params``);
+- the saved fields of the model's :class:`~mfsgd.training.state.FitState`, each stored by
+  the codec its declaration names (see :data:`CODECS`): ``user_factors``, ``item_factors``,
+  ``user_bias``, ``item_bias``, ``user_grad_sq``, ``item_grad_sq`` (float32 or float64),
+  ``global_mean`` and ``rating_range`` (float64); ``user_ids``, ``item_ids`` (integer or
+  unicode) with ``user_ids_identity`` / ``item_ids_identity`` (bool): identity maps (ids are
+  row indices) store no ids; ``seen_indptr`` (int64), ``seen_indices`` (int32): the items
+  each user rated in training; ``history_json`` (str); ``state_json`` (str): the training
+  counters (epochs done, best epoch, random generator state);
+- ``item_titles_ids``, ``item_titles`` (optional): the model's ``item_titles_`` as two arrays;
 - ``sha256`` (str): SHA-256 over every other array's name, dtype, shape and bytes.
 
 ``load`` reads no array before it has checked the member names (only these), every .npy header
 (dtype and number of dimensions as above, a shape that matches the member's declared size) and
-the declared sizes (at most 64 times the file's size in all; see :mod:`mfsgd._npz`), and it reads
-in pieces of at most 1 MiB.  After the digest it checks the contents as strictly as ``fit``
-checks its input (:mod:`mfsgd._modelcheck`): the parameters pass the estimator's own checks and
-agree with the arrays, every factor, bias and adagrad sum is finite, the rating range is ordered,
-the training counters, history and random generator state are well formed.  ``save`` applies
-the same checks before writing, so whatever it writes loads again.
+the declared sizes (at most 64 times the file's size in all; see :mod:`mfsgd.persistence._npz`),
+and it reads in pieces of at most 1 MiB.  After the digest it checks the contents as strictly as
+``fit`` checks its input (:mod:`mfsgd.persistence._checks`): the parameters pass the
+estimator's own checks and agree with the arrays, every factor, bias and adagrad sum is finite,
+the rating range is ordered, the training counters, history and random generator state are
+well formed.  ``save`` applies the same checks before writing, so whatever it writes loads
+again.
+
+Persistence reads and writes a model only through its public interface: ``get_params``,
+``fit_state_`` and ``item_titles_``.
 """
 import hashlib
 import json
@@ -30,40 +36,116 @@ import os
 
 import numpy as np
 
-from . import _tempfiles
-from ._idmap import IdMap
-from ._layout import aligned_empty
-from ._modelcheck import FieldError, check_contents, jsonable
+from .. import _tempfiles
+from .._version import __version__
+from ..data._idmap import IdMap
+from ..training.layout import aligned_empty
+from ..training.state import FitState
+from ._checks import FieldError, check_contents, jsonable
 from ._npz import Archive
-from ._version import __version__
 
 FORMAT_VERSION = 1
 DIGEST_KEY = "sha256"
 
 _FLOATS, _TEXT, _IDS = ("f4", "f8"), ("U",), ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "U")
-# name: (allowed dtypes, ignoring byte order; "U" is any unicode width), number of dimensions)
-SCHEMA = {
-    "format_version": (("i8",), 0),
-    "library_version": (_TEXT, 0),
-    "params_json": (_TEXT, 0),
-    "history_json": (_TEXT, 0),
-    "state_json": (_TEXT, 0),
-    "user_factors": (_FLOATS, 2),
-    "item_factors": (_FLOATS, 2),
-    "user_bias": (_FLOATS, 1),
-    "item_bias": (_FLOATS, 1),
-    "user_grad_sq": (_FLOATS, 1),
-    "item_grad_sq": (_FLOATS, 1),
-    "global_mean": (("f8",), 0),
-    "rating_range": (("f8",), 1),
-    "user_ids": (_IDS, 1),
-    "item_ids": (_IDS, 1),
-    "user_ids_identity": (("b1",), 0),
-    "item_ids_identity": (("b1",), 0),
-    "seen_indptr": (("i8",), 1),
-    "seen_indices": (("i4",), 1),
-    DIGEST_KEY: (_TEXT, 0),
+
+
+class _Array:
+    """A field stored as one array named like the field."""
+
+    def __init__(self, dtypes, ndim, to_file, from_file):
+        self.dtypes, self.ndim, self.to_file, self.from_file = dtypes, ndim, to_file, from_file
+
+    def members(self, f):
+        """{member: (allowed dtypes, number of dimensions)} of field `f`."""
+        return {f.name: (self.dtypes, self.ndim)}
+
+    def encode(self, value, f):
+        """{member: array} holding the value of field `f`."""
+        return {f.name: self.to_file(value)}
+
+    def decode(self, arrays, f, contents):
+        """The value of field `f` from the checked arrays."""
+        return self.from_file(arrays[f.name])
+
+
+class _Ids:
+    """An IdMap: ``<member>`` (the raw ids; none for an identity map) and ``<member>_identity``."""
+
+    def members(self, f):
+        member = f.metadata["member"]
+        return {member: (_IDS, 1), member + "_identity": (("b1",), 0)}
+
+    def encode(self, id_map, f):
+        member = f.metadata["member"]
+        return {member + "_identity": np.array(id_map.identity),
+                member: (np.zeros(0, dtype=np.int64) if id_map.identity
+                         else _storable_ids(id_map.ids, member.replace("_", " ")))}
+
+    def decode(self, arrays, f, contents):
+        member = f.metadata["member"]
+        if bool(arrays[member + "_identity"]):
+            return IdMap(n=len(arrays[f.metadata["rows_of"]]))
+        return IdMap(arrays[member])
+
+
+class _Json:
+    """A field stored as JSON text: alone in its member, or (`shared`) as one key of an object
+    that several fields share; :func:`check_contents` decodes and checks it."""
+
+    def __init__(self, member, shared):
+        self.member, self.shared = member, shared
+
+    def members(self, f):
+        return {f.metadata.get("member", self.member): (_TEXT, 0)}
+
+    def encode(self, value, f):
+        if isinstance(value, np.random.Generator):
+            value = value.bit_generator.state
+        value = jsonable(value)
+        member = f.metadata.get("member", self.member)
+        return {member: {f.metadata.get("key", f.name): value} if self.shared else value}
+
+    def decode(self, arrays, f, contents):
+        return contents[f.name]
+
+
+def _aligned_writable(array):
+    """A cache-line aligned, writable copy (arrays read from a zip may be read-only)."""
+    out = aligned_empty(array.shape, array.dtype)
+    out[...] = array
+    return out
+
+
+#: The codec of each ``saved=`` name a FitState field can declare.
+CODECS = {
+    "factors": _Array(_FLOATS, 2, np.ascontiguousarray, _aligned_writable),
+    "values": _Array(_FLOATS, 1, np.ascontiguousarray, _aligned_writable),
+    "float64": _Array(("f8",), 0, lambda value: np.array(value, dtype=np.float64), float),
+    "range": _Array(("f8",), 1, lambda value: np.array(value, dtype=np.float64),
+                    lambda array: tuple(float(value) for value in array)),
+    "int64": _Array(("i8",), 1, lambda value: np.asarray(value, dtype=np.int64),
+                    lambda array: array),
+    "int32": _Array(("i4",), 1, lambda value: np.asarray(value, dtype=np.int32),
+                    lambda array: array),
+    "ids": _Ids(),
+    "json": _Json("history_json", shared=False),
+    "state_json": _Json("state_json", shared=True),
 }
+
+
+def _schema(state_class):
+    """{member: (dtypes, ndim)} of every array a file of `state_class` holds."""
+    schema = {"format_version": (("i8",), 0), "library_version": (_TEXT, 0),
+              "params_json": (_TEXT, 0)}
+    for f in state_class.saved_fields():
+        schema.update(CODECS[f.metadata["saved"]].members(f))
+    schema[DIGEST_KEY] = (_TEXT, 0)
+    return schema
+
+
+# name: (allowed dtypes, ignoring byte order; "U" is any unicode width), number of dimensions)
+SCHEMA = _schema(FitState)
 OPTIONAL = {"item_titles_ids": (_IDS, 1), "item_titles": (_TEXT, 1)}
 
 
@@ -97,7 +179,7 @@ def save(model, path):
     FileNotFoundError
         When the folder of `path` does not exist (the message names `path`).
     """
-    model._check_fitted()
+    model.fit_state_                   # NotFittedError before anything else
     path = _checked_path(path)
     arrays = _model_arrays(model)
     try:
@@ -134,7 +216,7 @@ def load(path, cls):
         trained model cannot hold (naming the field), or was written in a newer format.
     """
     path = _checked_path(path)
-    arrays = _read_arrays(path)
+    arrays = _read_arrays(path, _schema(cls.state_class))
     _check_digest(arrays, path)
     arrays = {name: _native(array) for name, array in arrays.items()}
     try:
@@ -168,29 +250,23 @@ def digest(arrays):
 
 def _model_arrays(model):
     """The arrays :func:`save` writes for a fitted model (without the digest)."""
+    state = model.fit_state_
     arrays = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "library_version": np.array(__version__),
         "params_json": np.array(json.dumps(_params_for_json(model.get_params()))),
-        "history_json": np.array(json.dumps(jsonable(model.history_))),
-        "state_json": np.array(json.dumps({
-            "epochs_done": int(model._epochs_done),
-            "best_epoch": getattr(model, "best_epoch_", None),
-            "rng_state": jsonable(model._rng.bit_generator.state),
-        })),
-        "global_mean": np.array(model.global_mean_, dtype=np.float64),
-        "rating_range": np.array(model.rating_range_, dtype=np.float64),
-        "seen_indptr": np.asarray(model._seen_indptr, dtype=np.int64),
-        "seen_indices": np.asarray(model._seen_indices, dtype=np.int32),
     }
-    for name in ("user_factors", "item_factors", "user_bias", "item_bias"):
-        arrays[name] = np.ascontiguousarray(getattr(model, name + "_"))
-    for name in ("user_grad_sq", "item_grad_sq"):
-        arrays[name] = np.ascontiguousarray(getattr(model, "_" + name))
-    for kind, id_map in (("user", model._user_map), ("item", model._item_map)):
-        arrays[f"{kind}_ids_identity"] = np.array(id_map.identity)
-        arrays[f"{kind}_ids"] = (np.zeros(0, dtype=np.int64) if id_map.identity
-                                 else _storable_ids(id_map.ids, f"{kind} ids"))
+    texts = {}
+    for f in state.saved_fields():
+        codec = CODECS[f.metadata["saved"]]
+        for member, value in codec.encode(getattr(state, f.name), f).items():
+            if not isinstance(codec, _Json):
+                arrays[member] = value
+            elif codec.shared:
+                texts.setdefault(member, {}).update(value)
+            else:
+                texts[member] = value
+    arrays.update((member, np.array(json.dumps(value))) for member, value in texts.items())
     titles = getattr(model, "item_titles_", None)
     if titles is not None:
         keys = list(titles.keys())
@@ -281,30 +357,30 @@ def _params_for_json(params):
 
 
 # ---------------------------------------------------------------------- reading
-def _read_arrays(path):
-    """Every array of the model file at `path`, each checked against the schema of its format
-    version before it is read."""
-    with Archive(path, max_members=len(SCHEMA) + len(OPTIONAL)) as archive:
+def _read_arrays(path, schema):
+    """Every array of the model file at `path`, each checked against `schema` (the arrays of
+    the model's state; see :func:`_schema`) before it is read."""
+    with Archive(path, max_members=len(schema) + len(OPTIONAL)) as archive:
         if "format_version" not in archive.infos:
             raise ValueError(f"{path}: not an mfsgd model file (no format_version)")
-        headers = {"format_version": _checked_header(archive, "format_version")}
+        headers = {"format_version": _checked_header(archive, "format_version", schema)}
         _check_format_version(archive.read(headers["format_version"]), archive, path)
-        missing = [name for name in SCHEMA if name not in archive.infos]
+        missing = [name for name in schema if name not in archive.infos]
         if missing:
             raise ValueError(f"{path}: missing array {missing[0]!r}")
-        unexpected = [name for name in archive.names if name not in SCHEMA and name not in OPTIONAL]
+        unexpected = [name for name in archive.names if name not in schema and name not in OPTIONAL]
         if unexpected:
             raise ValueError(f"{path}: unexpected array {unexpected[0]!r}")
         if ("item_titles_ids" in archive.infos) != ("item_titles" in archive.infos):
             raise ValueError(f"{path}: item_titles_ids and item_titles must come together")
-        headers.update((name, _checked_header(archive, name)) for name in archive.names)
+        headers.update((name, _checked_header(archive, name, schema)) for name in archive.names)
         return {name: archive.read(header) for name, header in headers.items()}
 
 
-def _checked_header(archive, name):
+def _checked_header(archive, name, schema):
     """The .npy header of `name`, with a dtype and dimensions its schema allows."""
     member = archive.header(name)
-    dtypes, ndim = SCHEMA.get(name) or OPTIONAL[name]
+    dtypes, ndim = schema.get(name) or OPTIONAL[name]
     code = "U" if member.dtype.kind == "U" else f"{member.dtype.kind}{member.dtype.itemsize}"
     if code not in dtypes or member.ndim != ndim:
         raise ValueError(f"{archive.path}: array {name!r} has dtype {member.dtype} and "
@@ -319,7 +395,8 @@ def _check_format_version(version, archive, path):
         written_by = "an unknown version"
         if "library_version" in archive.infos:
             try:
-                written_by = str(archive.read(_checked_header(archive, "library_version")))[:40]
+                written_by = str(archive.read(_checked_header(archive, "library_version",
+                                                              SCHEMA)))[:40]
             except ValueError:
                 pass
         raise ValueError(
@@ -344,33 +421,9 @@ def _native(array):
 def _model_from_arrays(arrays, cls):
     contents = check_contents(arrays, cls)
     model = cls(**contents["params"])
-    for name in ("user_factors", "item_factors", "user_bias", "item_bias", "user_grad_sq",
-                 "item_grad_sq"):
-        attribute = name + "_" if not name.endswith("grad_sq") else "_" + name
-        setattr(model, attribute, _aligned_writable(arrays[name]))
-    model.global_mean_ = float(arrays["global_mean"])
-    model.rating_range_ = tuple(float(value) for value in arrays["rating_range"])
-    model.history_ = contents["history"]
-    if contents["best_epoch"] is not None:
-        model.best_epoch_ = contents["best_epoch"]
-    model._epochs_done = contents["epochs_done"]
-    model._rng = contents["rng"]
-    model._user_map = _id_map(arrays, "user", len(arrays["user_bias"]))
-    model._item_map = _id_map(arrays, "item", len(arrays["item_bias"]))
-    model._seen_indptr = arrays["seen_indptr"]
-    model._seen_indices = arrays["seen_indices"]
+    state_class = model.state_class
+    model.fit_state_ = state_class(**{
+        f.name: CODECS[f.metadata["saved"]].decode(arrays, f, contents)
+        for f in state_class.saved_fields()})
     model.item_titles_ = contents["item_titles"]
     return model
-
-
-def _aligned_writable(array):
-    """A cache-line aligned, writable copy (arrays read from a zip may be read-only)."""
-    out = aligned_empty(array.shape, array.dtype)
-    out[...] = array
-    return out
-
-
-def _id_map(arrays, kind, n_rows):
-    if bool(arrays[f"{kind}_ids_identity"]):
-        return IdMap(n=n_rows)
-    return IdMap(arrays[f"{kind}_ids"])

@@ -8,14 +8,15 @@ from functools import partial
 
 import numpy as np
 
-from ._base import EstimatorMixin
+from .._estimator import EstimatorMixin
+from ..training.guards import exclusive_training
+from .._progress import TaskProgress
+from .._validation import check_int
+from ..data.ratings import as_ratings
+from ..exceptions import NotFittedError
 from ._cv import (check_error_score, check_n_jobs, check_scoring, fit_and_score, fold_clone,
                   run_tasks, threads_per_fit)
-from ._guards import exclusive_training
-from ._progress import TaskProgress
-from ._split import as_ratings, check_cv
-from ._validation import check_int
-from .model import NotFittedError
+from ._split import check_cv
 
 
 def _dict_list(name, value):

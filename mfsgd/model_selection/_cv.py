@@ -10,12 +10,12 @@ from functools import partial
 
 import numpy as np
 
-from ._base import clone
-from ._guards import stop_event
-from ._progress import TaskProgress
+from .._estimator import clone
+from ..training.guards import stop_event
+from .._progress import TaskProgress
+from .._validation import check_int
+from ..metrics import mae, rmse
 from ._split import check_cv
-from ._validation import check_int
-from .metrics import mae, rmse
 
 #: Scoring names and their metric; lower is better for every one of them.
 SCORERS = {"rmse": rmse, "mae": mae}

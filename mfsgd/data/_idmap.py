@@ -1,7 +1,7 @@
 """Raw id <-> row index maps that can grow without renumbering existing rows."""
 import numpy as np
 
-from ._validation import INT64_MAX, INT64_MIN, UINT64_MAX, MixedRangeError, as_id_array
+from .._validation import INT64_MAX, INT64_MIN, UINT64_MAX, MixedRangeError, as_id_array
 
 
 class IdMap:

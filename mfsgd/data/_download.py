@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import _tempfiles
+from .. import _tempfiles
 
 TIMEOUT_SECONDS = 60
 BLOCK_BYTES = 1 << 20

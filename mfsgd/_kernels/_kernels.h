@@ -61,8 +61,8 @@ static inline void mf_permutation(int32_t *out, int64_t n, uint64_t seed)
 /* out = the visiting order of a block of n runs: the runs cut into segments of
  * MF_SEGMENT_RUNS consecutive runs (the last may be shorter), the segments in the order of
  * mf_permutation(seed), each segment's runs in stored order.  Stored order within a segment
- * lets the prefetchers stream the runs' ratings and user rows: on 2.7M ratings at k = 32 this
- * ran 1.35x faster than a fully random order, with the same test RMSE on MovieLens 100K.
+ * lets the prefetchers stream the runs' ratings and user rows, which a fully random order of
+ * runs defeats, while the segments' random order keeps SGD's test RMSE (README, Benchmarks).
  * `segments` is scratch space for ceil(n / MF_SEGMENT_RUNS) entries. */
 static inline void mf_block_order(int32_t *out, int64_t n, uint64_t seed, int32_t *segments)
 {

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ._seen import check_seen
+from ..training.seen import check_seen
 
 RNG_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 MAX_JSON_DEPTH = 16
@@ -62,7 +62,7 @@ def check_contents(arrays, cls):
         A ValueError naming the first field found wrong.
     """
     params, checked = _checked_params(_json_field(arrays, "params_json"), cls)
-    _check_factor_arrays(arrays, checked)
+    _check_factor_arrays(arrays, checked, cls.state_class)
     _check_ids(arrays, "user", len(arrays["user_bias"]))
     _check_ids(arrays, "item", len(arrays["item_bias"]))
     _check_scalars(arrays)
@@ -173,7 +173,7 @@ def _checked_params(params, cls):
     """(keyword arguments for cls, cls's own checked parameters) from the saved params."""
     if not isinstance(params, dict):
         raise FieldError("params_json", "must be an object of parameter values")
-    names = set(cls._param_names())
+    names = set(cls().get_params(deep=False))
     unknown = sorted(set(params) - names)
     if unknown:
         raise FieldError("params_json", f"unknown parameters {_short(unknown)}")
@@ -199,7 +199,7 @@ def _checked_params(params, cls):
                          f"{_short(threads)}")
     try:
         model = cls(**params)
-        checked = model._checked_params()
+        checked = model.checked_params()
     except (TypeError, ValueError) as error:
         raise FieldError("params_json", str(error)) from None
     return params, checked
@@ -230,10 +230,11 @@ def _checked_history(history, epochs_done):
 
 
 # ---------------------------------------------------------------------- arrays
-def _check_factor_arrays(arrays, checked):
+def _check_factor_arrays(arrays, checked, state_class):
+    """The float arrays of the state's saved fields: dtype, shapes, finite values."""
     dtype = np.dtype(checked["dtype"])
-    names = ("user_factors", "item_factors", "user_bias", "item_bias", "user_grad_sq",
-             "item_grad_sq")
+    saved = [f for f in state_class.saved_fields() if f.metadata["saved"] in ("factors", "values")]
+    names = [f.name for f in saved]
     for name in names:
         if arrays[name].dtype != dtype:
             raise FieldError(name, f"has dtype {arrays[name].dtype}, the parameters say {dtype}")
@@ -244,20 +245,26 @@ def _check_factor_arrays(arrays, checked):
     if k != checked["n_factors"]:
         raise FieldError("params_json", f"n_factors={checked['n_factors']} but the factors "
                          f"have {k} columns")
-    _check_length(arrays, "user_bias", n_users)
-    _check_length(arrays, "item_bias", n_items)
-    adagrad = checked["schedule"] == "adagrad"
-    _check_length(arrays, "user_grad_sq", n_users if adagrad else 0)
-    _check_length(arrays, "item_grad_sq", n_items if adagrad else 0)
+    rows = {"user": n_users, "item": n_items}
+    adagrad = checked.get("learning_rate_schedule") == "adagrad"
+    for f in saved:
+        n = rows[f.metadata["rows"]]
+        if f.metadata["saved"] == "factors":
+            if arrays[f.name].shape != (n, k):
+                raise FieldError(f.name, f"has shape {arrays[f.name].shape}, expected ({n}, {k})")
+        else:               # adagrad's sums (grow="ones") are empty unless adagrad is used
+            _check_length(arrays, f.name, n if f.metadata["grow"] != "ones" or adagrad else 0)
     for name in names:
         values = arrays[name]
         if not np.isfinite(values).all():
             raise FieldError(name, f"holds {_first(values, ~np.isfinite(values))}; a trained "
                              f"model is finite")
-    for name in ("user_grad_sq", "item_grad_sq"):
-        low = arrays[name] < 1  # adagrad's sums start at 1 and only grow
+    for f in saved:
+        if f.metadata["grow"] != "ones":
+            continue
+        low = arrays[f.name] < 1  # adagrad's sums start at 1 and only grow
         if low.any():
-            raise FieldError(name, f"holds {_first(arrays[name], low)}; adagrad's squared-"
+            raise FieldError(f.name, f"holds {_first(arrays[f.name], low)}; adagrad's squared-"
                              f"gradient sums are >= 1")
 
 

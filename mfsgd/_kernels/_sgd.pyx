@@ -154,11 +154,14 @@ def fill_layout(const int64_t[::1] indptr, const int32_t[::1] indices, const flo
                 const int32_t[::1] row_block, const int32_t[::1] col_block, int n_blocks,
                 const int64_t[::1] block_run_start, const int64_t[::1] block_rating_start,
                 int32_t[::1] run_user, int64_t[::1] run_ptr, int32_t[::1] items,
-                float[::1] ratings, uint64_t seed):
+                float[::1] ratings, uint64_t seed, int64_t first_run=0):
     """Write the blocked layout into preallocated arrays and shuffle each run once.
 
     ``block_run_start`` / ``block_rating_start`` are the exclusive prefix sums of the counts
-    from :func:`count_layout`; ``run_ptr`` has one more entry than ``run_user``.
+    from :func:`count_layout`; ``run_ptr`` has one more entry than ``run_user``.  Run ``j`` is
+    shuffled with ``permutation(stream_seed(seed, first_run + j), length)``'s swaps: laying out
+    one block alone with `first_run` = the number of runs before it in the whole layout gives
+    that block's slice of the whole layout (a distributed backend lays out blocks this way).
     """
     cdef int64_t n_users = indptr.shape[0] - 1, n_total_runs = run_user.shape[0]
     cdef int64_t u, j, blk, cb, run, pos
@@ -192,7 +195,8 @@ def fill_layout(const int64_t[::1] indptr, const int32_t[::1] indices, const flo
         run_ptr[n_total_runs] = items.shape[0]
         for run in range(n_total_runs):
             mf_shuffle_pairs(&items[run_ptr[run]], &ratings[run_ptr[run]],
-                             run_ptr[run + 1] - run_ptr[run], mf_stream_seed(seed, run))
+                             run_ptr[run + 1] - run_ptr[run],
+                             mf_stream_seed(seed, <uint64_t>(first_run + run)))
 
 
 cdef inline floating *_ptr_or_null(floating[::1] arr) noexcept nogil:

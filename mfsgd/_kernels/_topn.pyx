@@ -2,7 +2,7 @@
 """Typed nogil top-n selection: the n best-scoring items of each user, in parallel over users.
 
 A user's score for item i is the model's unclipped prediction, computed exactly as
-``mfsgd._sgd.predict`` does: ((mu + b_u) + b_i) + p_u . q_i in double, with the same dot
+``mfsgd._kernels._sgd.predict`` does: ((mu + b_u) + b_i) + p_u . q_i in double, with the same dot
 product, so that scores equal ``predict`` bit for bit.  Ranking uses that score, descending,
 with ties broken by the lower item index.
 

@@ -108,7 +108,7 @@ def bench_throughput(records, title):
     Parameters
     ----------
     records : list of dict
-        The records of ``mfsgd._quickbench.quick_benchmark``: "k", "threads", "mupd_s".
+        The records of ``mfsgd.cli._quickbench.quick_benchmark``: "k", "threads", "mupd_s".
     title : str
 
     Returns

@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from .._version import __version__
 from . import _commands
 
 SPLITS = ("random", "user", "time")

@@ -1,0 +1,1 @@
+"""Training: the fitted state, the epoch loop, the blocked rating layout and the guards."""
