@@ -124,6 +124,9 @@ def build_parser():
                    help="also measure every configuration with the mfsgd built in DIR (a folder "
                         "holding an `mfsgd` package, e.g. a checkout of another version built "
                         "in place) right after this one, and report its speed and the ratio")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure each configuration this many times, interleaved with the "
+                        "other thread counts and the baseline, and keep the median (default 1)")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--quick", action="store_true",
                    help="under a minute: 1M ratings, k 32 and 128, threads 1 and 2, 3 epochs, "
@@ -183,7 +186,9 @@ def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=N
     return result
 
 
-BASELINE_KEYS = ("mupd_s", "median_epoch_seconds", "fit_seconds", "n_blocks", "test_rmse",
+BASELINE_KEYS = ("mupd_s", "median_epoch_seconds", "cpu_critical_seconds", "cpu_mupd_s",
+                 "cpu_epoch_seconds",
+                 "fit_seconds", "n_blocks", "test_rmse",
                  "block_imbalance_mean", "fit_increase_mib", "other_load_cores", "mfsgd_file")
 DISTURBED = 0.25  # cores used by other processes above which a measurement is repeated
 
@@ -204,6 +209,41 @@ def least_disturbed(measure_once, args):
         if load is None or load <= DISTURBED:
             break
     return best
+
+
+def median_run(runs, key="median_epoch_seconds"):
+    """The run whose `key` is the median of `runs` (the lower middle one for an even count),
+    with every run's `key` and CPU critical path under "repeats"."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["repeats"] = [r[key] for r in runs]
+    for name in ("cpu_epoch_seconds",):
+        values = [r[name] for r in runs if r.get(name)]
+        if values:
+            chosen[name] = float(np.median(values))
+    critical = [r["cpu_critical_seconds"] for r in runs if r.get("cpu_critical_seconds")]
+    if critical:
+        chosen["cpu_critical_seconds"] = float(np.median(critical))
+        chosen["cpu_mupd_s"] = chosen["n_train"] / chosen["cpu_critical_seconds"] / 1e6
+    return chosen
+
+
+def interleaved_repeats(npz, k, kind, args):
+    """Measure every thread count (and the baseline build right after each) args.repeats
+    times, round after round, so that a change of machine load falls on all of them alike;
+    return ({threads: median run}, {threads: median baseline run or None})."""
+    runs = {t: [] for t in args.threads}
+    base_runs = {t: [] for t in args.threads}
+    for _ in range(args.repeats):
+        for t in args.threads:
+            runs[t].append(least_disturbed(
+                lambda: run_config(npz, k, t, args.epochs, kind), args))
+            if args.baseline:
+                base_runs[t].append(least_disturbed(
+                    lambda: run_config(npz, k, t, args.epochs, kind,
+                                       package_dir=args.baseline), args))
+    return ({t: median_run(runs[t]) for t in args.threads},
+            {t: median_run(base_runs[t]) if base_runs[t] else None for t in args.threads})
 
 
 def wait_until_idle(limit, threshold=0.1, sample=0.5):
@@ -308,16 +348,17 @@ def run_suite(args, log=print):
                         notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
                 for kind in args.inputs:
                     one_thread = svdpp_one_thread = None
+                    rows, bases = interleaved_repeats(ds["npz"], k, kind, args)
                     for t in args.threads:
-                        row = least_disturbed(
-                            lambda: run_config(ds["npz"], k, t, args.epochs, kind), args)
+                        row = rows[t]
                         if args.baseline:
-                            base = least_disturbed(
-                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
-                                                   package_dir=args.baseline), args)
+                            base = bases[t]
                             row["baseline"] = {key: base.get(key) for key in BASELINE_KEYS}
                             row["vs_baseline"] = (base["median_epoch_seconds"]
                                                   / row["median_epoch_seconds"])
+                            if row.get("cpu_epoch_seconds") and base.get("cpu_epoch_seconds"):
+                                row["vs_baseline_cpu"] = (base["cpu_epoch_seconds"]
+                                                          / row["cpu_epoch_seconds"])
                         row.update(size_label=label, n_ratings_requested=n_ratings,
                                    data_users=ds["users"], data_items=ds["items"],
                                    skew=ds.get("skew"))
@@ -330,6 +371,11 @@ def run_suite(args, log=print):
                         elif one_thread:
                             row["speedup_vs_1_thread"] = (one_thread["median_epoch_seconds"]
                                                           / row["median_epoch_seconds"])
+                            if row.get("cpu_critical_seconds") and \
+                                    one_thread.get("cpu_critical_seconds"):
+                                row["cpu_speedup_vs_1_thread"] = (
+                                    one_thread["cpu_critical_seconds"]
+                                    / row["cpu_critical_seconds"])
                         if not header_done:
                             log(report.grid_header())
                             header_done = True
