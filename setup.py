@@ -1,6 +1,5 @@
-"""Build the mfsgd extensions: cythonize mfsgd/_kernels/_sgd.pyx and mfsgd/_kernels/_topn.pyx, with
-OpenMP when
-the compiler has it, and without debug information (stripped on Linux) to keep the wheel small.
+"""Build the mfsgd extensions: cythonize mfsgd/_kernels/_sgd.pyx, _topn.pyx and _svdpp.pyx, with
+OpenMP when the compiler has it, and without debug information (stripped on Linux) to keep the wheel small.
 
 Set MFSGD_NO_OPENMP=1 to build without OpenMP (single-threaded training), and MFSGD_DEBUG=1 to
 keep the compiler's debug information (Python's own CFLAGS, usually -g) and the symbols.
@@ -90,6 +89,8 @@ extensions = [
     kernel_extension("_sgd", KERNEL_HEADERS),
     # Top-n scoring shares the SGD kernel's dot product, so its scores equal predict's.
     kernel_extension("_topn", KERNEL_HEADERS),
+    kernel_extension("_svdpp", KERNEL_HEADERS + ["mfsgd/_kernels/_svdpp.h",
+                                                 "mfsgd/_kernels/_svdpp_impl.h"]),
 ]
 
 setup(

@@ -160,42 +160,97 @@ class ImbalanceRecorder:
     ("block imbalance") and, under the kernel's static assignment of the schedule's columns
     to threads (column t to thread t mod n_threads), the busiest thread's seconds over the
     mean of the threads ("thread imbalance"; equal to the block imbalance when every thread
-    runs one block).
+    runs one block).  Where the kernel also reports each block's thread CPU seconds, it
+    records the block imbalance in CPU seconds and each epoch's critical path: the sum over
+    sub-epochs of the busiest thread's CPU seconds, which is the epoch's time on an otherwise
+    idle machine less the thread start-up and barrier costs (time other processes take from
+    a thread does not count; cache and memory contention between the threads does, where
+    they ran at the same time).
     """
 
     def __init__(self, n_threads):
         self.n_threads = n_threads
-        self.block, self.thread = [], []
+        self.block, self.thread, self.cpu_block, self.critical = [], [], [], []
 
     def __call__(self, record, model):
         layout = training_layout(model)
         seconds = getattr(layout, "block_seconds", None)  # None in versions without them
+        cpu = getattr(layout, "block_cpu_seconds", None)
         schedule = getattr(layout, "schedule", None)
         if seconds is None or schedule is None:
             return False
-        threads = max(1, min(self.n_threads, schedule.shape[1]))
-        for row in schedule:
+        threads = self._threads_per_sub_epoch(model, schedule)
+        critical = 0.0
+        for row, n in zip(schedule, threads):
             times = seconds[row]
             if times.mean() > 0:
                 self.block.append(float(times.max() / times.mean()))
-                per_thread = [times[j::threads].sum() for j in range(threads)]
+                per_thread = [times[j::n].sum() for j in range(n)]
                 self.thread.append(float(max(per_thread) / np.mean(per_thread)))
+            if cpu is not None:
+                work = cpu[row]
+                if work.mean() > 0:
+                    self.cpu_block.append(float(work.max() / work.mean()))
+                critical += max(work[j::n].sum() for j in range(n))
+        if cpu is not None:
+            self.critical.append(critical)
         return False
 
+    def _threads_per_sub_epoch(self, model, schedule):
+        """Threads the kernel gave each sub-epoch (fewer than asked for small ones)."""
+        width = schedule.shape[1]
+        try:
+            _sgd = kernel_module()
+            layout = training_layout(model)
+            return [max(1, int(t)) for t in _sgd.sub_epoch_threads(
+                layout.block_ptr, layout.run_ptr, schedule,
+                _sgd.padded_width(model.user_factors_.shape[1], model.user_factors_.itemsize),
+                self.n_threads)]
+        except (ImportError, AttributeError):
+            return [max(1, min(self.n_threads, width))] * len(schedule)
+
     def summary(self):
-        """Mean and worst block and thread imbalance over all sub-epochs (None if none)."""
-        if not self.block:
-            return {"block_imbalance_mean": None, "block_imbalance_max": None,
-                    "thread_imbalance_mean": None, "thread_imbalance_max": None}
-        return {"block_imbalance_mean": float(np.mean(self.block)),
-                "block_imbalance_max": float(np.max(self.block)),
-                "thread_imbalance_mean": float(np.mean(self.thread)),
-                "thread_imbalance_max": float(np.max(self.thread))}
+        """Mean and worst block and thread imbalance over all sub-epochs (None if none), the
+        mean and worst block imbalance in CPU seconds and the median critical path."""
+        out = {"block_imbalance_mean": None, "block_imbalance_max": None,
+               "thread_imbalance_mean": None, "thread_imbalance_max": None,
+               "cpu_block_imbalance_mean": None, "cpu_block_imbalance_max": None,
+               "cpu_critical_seconds": None}
+        if self.block:
+            out.update(block_imbalance_mean=float(np.mean(self.block)),
+                       block_imbalance_max=float(np.max(self.block)),
+                       thread_imbalance_mean=float(np.mean(self.thread)),
+                       thread_imbalance_max=float(np.max(self.thread)))
+        if self.cpu_block:
+            out.update(cpu_block_imbalance_mean=float(np.mean(self.cpu_block)),
+                       cpu_block_imbalance_max=float(np.max(self.cpu_block)))
+        if self.critical:
+            out["cpu_critical_seconds"] = float(np.median(self.critical))
+        return out
+
+
+class EpochCpuRecorder:
+    """A fit callback noting this process's CPU seconds between consecutive epochs' ends
+    (the kernel, and the validation score when there is one, on every thread of the fit):
+    unlike wall time, barely changed by other processes on the machine."""
+
+    def __init__(self):
+        self.marks = []
+
+    def __call__(self, record, model):
+        self.marks.append(time.process_time())
+        return False
+
+    def median_seconds(self):
+        """Median CPU seconds of an epoch, from the second epoch on (None under two)."""
+        if len(self.marks) < 2:
+            return None
+        return float(np.median(np.diff(self.marks)))
 
 
 def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=True,
-                input="tuple", **params):
-    """Fit MatrixFactorization on the 90 % split of `data` and return the measurements.
+                input="tuple", model="mf", **params):
+    """Fit MatrixFactorization (or SVDpp) on the 90 % split of `data`; return the measurements.
 
     Parameters
     ----------
@@ -210,6 +265,8 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     input : {"tuple", "scipy", "ratings"}
         How the training ratings are passed to fit (see :func:`as_input`); they are converted
         before the memory baseline, so fit's own conversions count and the caller's do not.
+    model : {"mf", "svdpp"}
+        The estimator: MatrixFactorization or SVDpp (with its default implicit parameters).
 
     Returns
     -------
@@ -229,9 +286,12 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
     train, test = load_split(data)
     train_input = as_input(train, input)
     imbalance = ImbalanceRecorder(n_threads)
-    model = mfsgd.MatrixFactorization(n_factors=n_factors, n_epochs=n_epochs,
-                                      n_threads=n_threads, random_state=random_state,
-                                      callbacks=[imbalance], **params)
+    estimator = {"mf": mfsgd.MatrixFactorization, "svdpp": getattr(mfsgd, "SVDpp", None)}[model]
+    if estimator is None:
+        raise RuntimeError(f"this mfsgd ({mfsgd.__file__}) has no SVDpp")
+    epoch_cpu = EpochCpuRecorder()
+    model = estimator(n_factors=n_factors, n_epochs=n_epochs, n_threads=n_threads,
+                      random_state=random_state, callbacks=[imbalance, epoch_cpu], **params)
     gc.collect()
     before = _status_kib()
     peak_reset = _reset_peak_rss()
@@ -277,6 +337,9 @@ def measure_fit(data, n_factors, n_threads, n_epochs, random_state=0, validate=T
         "model_mib": model_bytes / 2**20,
     }
     result.update(imbalance.summary())
+    result["cpu_epoch_seconds"] = epoch_cpu.median_seconds()
+    if result["cpu_critical_seconds"]:
+        result["cpu_mupd_s"] = len(train[2]) / result["cpu_critical_seconds"] / 1e6
     if result["peak_rss_fit_mib"] is not None and result["rss_before_fit_mib"] is not None:
         result["fit_increase_mib"] = result["peak_rss_fit_mib"] - result["rss_before_fit_mib"]
     else:  # no way to reset the high-water mark: fall back to the whole-process peak

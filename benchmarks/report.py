@@ -14,7 +14,10 @@ GRID_COLUMNS = [
     ("s_epoch", "s/epoch (median)"), ("mupd_s", "Mupd/s"), ("yardstick", "yardstick Mupd/s"),
     ("vs_yardstick", "mfsgd/yardstick"), ("vs_1t", "speed-up vs 1 thread"),
     ("baseline", "baseline Mupd/s"), ("vs_baseline", "vs baseline"),
+    ("cpu_mupd_s", "CPU-path Mupd/s"), ("cpu_vs_1t", "CPU-path speed-up"),
+    ("vs_baseline_cpu", "vs baseline, CPU s/epoch"),
     ("imbalance", "block imbalance mean / max"),
+    ("cpu_imbalance", "CPU block imbalance mean / max"),
     ("peak_mib", "peak RSS in fit (MiB)"), ("increase_mib", "fit increase (MiB)"),
     ("vs_model", "increase / (ratings + factors)"),
     ("test_rmse", "test RMSE"), ("other", "other load (cores)"),
@@ -94,6 +97,12 @@ def grid_row(row):
         "n_train": _fmt(row["n_train"]), "k": str(row["n_factors"]),
         "blocks": _fmt(row.get("n_blocks")), "threads": str(row["n_threads"]),
         "imbalance": "–" if mean is None else f"{mean:.2f} / {worst:.2f}",
+        "cpu_imbalance": ("–" if row.get("cpu_block_imbalance_mean") is None else
+                          f"{row['cpu_block_imbalance_mean']:.2f} / "
+                          f"{row['cpu_block_imbalance_max']:.2f}"),
+        "cpu_mupd_s": _fmt(row.get("cpu_mupd_s"), 1),
+        "cpu_vs_1t": _fmt(row.get("cpu_speedup_vs_1_thread"), 2),
+        "vs_baseline_cpu": _fmt(row.get("vs_baseline_cpu"), 2),
         "vs_model": _fmt(row.get("increase_vs_model"), 2),
         "baseline": _fmt((row.get("baseline") or {}).get("mupd_s"), 1),
         "vs_baseline": _fmt(row.get("vs_baseline"), 2),
@@ -107,6 +116,35 @@ def grid_row(row):
         "other": _fmt(row.get("other_load_cores"), 2),
     }
     return "| " + " | ".join(cells[key] for key, _ in GRID_COLUMNS) + " |"
+
+
+SVDPP_COLUMNS = [
+    ("ratings", "size"), ("k", "k"), ("threads", "threads"), ("s_epoch", "SVD++ s/epoch"),
+    ("mf_s_epoch", "MF s/epoch"), ("vs_mf", "SVD++/MF"), ("vs_1t", "speed-up vs 1 thread"),
+    ("peak_mib", "peak RSS in fit (MiB)"), ("mf_peak_mib", "MF peak RSS (MiB)"),
+    ("test_rmse", "test RMSE"), ("mf_test_rmse", "MF test RMSE"),
+    ("other", "other load (cores)"),
+]
+
+
+def svdpp_row(row):
+    """Cells of one SVD++ row, beside the MF fit of the same size, k and threads."""
+    cells = {
+        "ratings": row["size_label"], "k": str(row["n_factors"]), "threads": str(row["n_threads"]),
+        "s_epoch": _fmt(row["median_epoch_seconds"], 4),
+        "mf_s_epoch": _fmt(row["mf_median_epoch_seconds"], 4), "vs_mf": _fmt(row["vs_mf"], 2),
+        "vs_1t": _fmt(row.get("speedup_vs_1_thread"), 2),
+        "peak_mib": _fmt(row.get("peak_rss_fit_mib"), 0),
+        "mf_peak_mib": _fmt(row.get("mf_peak_rss_fit_mib"), 0),
+        "test_rmse": _fmt(row["test_rmse"], 4), "mf_test_rmse": _fmt(row["mf_test_rmse"], 4),
+        "other": _fmt(row.get("other_load_cores"), 2),
+    }
+    return "| " + " | ".join(cells[key] for key, _ in SVDPP_COLUMNS) + " |"
+
+
+def svdpp_header():
+    titles = [title for _, title in SVDPP_COLUMNS]
+    return "| " + " | ".join(titles) + " |\n|" + "---|" * len(titles)
 
 
 def grid_header():
@@ -135,6 +173,11 @@ def markdown(results):
         for y in results["yardstick"]:
             lines.append(f"| {y['size_label']} | {y['k']} | {_fmt(y['median_mupd_s'], 1)} | "
                          f"{_fmt(y.get('other_load_cores'), 2)} |")
+    if results.get("svdpp"):
+        lines += ["", "## SVD++ next to MF", "",
+                  "SVDpp with its default implicit parameters, fitted right after the MF fit of "
+                  "the same row (same data, split, k, threads and epochs).", "", svdpp_header()]
+        lines += [svdpp_row(row) for row in results["svdpp"]]
     for s in results.get("scaling", []):
         lines += ["", f"## Scaling at k={s['n_factors']}, {s['n_threads']} thread(s)", "",
                   f"Line through the origin: {s['seconds_per_million']:.4f} s per million "
@@ -189,6 +232,24 @@ def speedup_tables(grid):
                            f"({a['median_epoch_seconds'] / b['median_epoch_seconds']:.2f}"
                            f"{imbalance}{before})")
             lines.append(f"| {k} | " + " | ".join(out) + " |")
+        if any(r.get("cpu_mupd_s") for r in rows):
+            lines += ["", f"## Speed-up from CPU seconds, {size} ratings, {kind} input: "
+                          f"{low} thread(s) / {high} threads, Mupd/s over the critical path "
+                          "(per sub-epoch the busiest thread's CPU seconds) (speed-up; CPU "
+                          "block imbalance mean / max)", "",
+                      "| k | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+            for k in ks:
+                out = []
+                for name in kinds:
+                    a, b = cell.get((name, k, low)), cell.get((name, k, high))
+                    if not (a and b and a.get("cpu_mupd_s") and b.get("cpu_mupd_s")):
+                        out.append("–")
+                        continue
+                    mean, worst = b.get("cpu_block_imbalance_mean"), b.get("cpu_block_imbalance_max")
+                    imbalance = "" if mean is None else f"; {mean:.2f} / {worst:.2f}"
+                    out.append(f"{_fmt(a['cpu_mupd_s'], 1)} / {_fmt(b['cpu_mupd_s'], 1)} "
+                               f"({b['cpu_mupd_s'] / a['cpu_mupd_s']:.2f}{imbalance})")
+                lines.append(f"| {k} | " + " | ".join(out) + " |")
     return lines
 
 

@@ -14,6 +14,7 @@ from .yardstick import run_yardstick
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 COMPARE_CHOICES = ("yardstick", "surprise", "none")
+MODEL_CHOICES = ("mf", "svdpp")
 
 
 def _count_list(text):
@@ -71,6 +72,14 @@ def _compare_list(text):
     return [] if "none" in values else values
 
 
+def _model_list(text):
+    models = [part.strip() for part in text.split(",") if part.strip()]
+    if not models or any(m not in MODEL_CHOICES for m in models) or "mf" not in models:
+        raise argparse.ArgumentTypeError(
+            f"need a comma list of {', '.join(MODEL_CHOICES)} that holds mf, got {text!r}")
+    return models
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -95,6 +104,10 @@ def build_parser():
     p.add_argument("--compare", type=_compare_list, default=None,
                    help="comma list of yardstick, surprise, none (default yardstick,surprise; "
                         "each skipped when unavailable)")
+    p.add_argument("--models", type=_model_list, default=None,
+                   help="comma list of mf, svdpp: svdpp adds an SVD++ fit after every MF fit, "
+                        "with the same data, k and threads, and its time per epoch against "
+                        "MF's (default mf,svdpp; with --quick, mf)")
     p.add_argument("--scaling-k", type=int, default=None,
                    help="k of the scaling table (default 32 if measured, else the smallest k)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
@@ -111,6 +124,9 @@ def build_parser():
                    help="also measure every configuration with the mfsgd built in DIR (a folder "
                         "holding an `mfsgd` package, e.g. a checkout of another version built "
                         "in place) right after this one, and report its speed and the ratio")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure each configuration this many times, interleaved with the "
+                        "other thread counts and the baseline, and keep the median (default 1)")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     p.add_argument("--quick", action="store_true",
                    help="under a minute: 1M ratings, k 32 and 128, threads 1 and 2, 3 epochs, "
@@ -122,10 +138,11 @@ def resolve(args):
     """Fill the options left unset from the --quick or the full defaults."""
     if args.quick:
         defaults = dict(ratings=[10**6], factors=[32, 128], threads=[1, 2], epochs=3,
-                        compare=["yardstick"], inputs=["tuple"])
+                        compare=["yardstick"], inputs=["tuple"], models=["mf"])
     else:
         defaults = dict(ratings=[10**6, 10**7], factors=[16, 32, 64, 128, 256], threads=[1, 2],
-                        epochs=5, compare=["yardstick", "surprise"], inputs=["tuple"])
+                        epochs=5, compare=["yardstick", "surprise"], inputs=["tuple"],
+                        models=["mf", "svdpp"])
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -141,8 +158,9 @@ def resolve(args):
 
 
 def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=None,
-               timeout=6 * 3600):
-    """Run measure.measure_fit in a fresh Python process and return its dict.
+               timeout=6 * 3600, model="mf"):
+    """Run measure.measure_fit in a fresh Python process and return its dict (`model`: "mf"
+    or "svdpp").
 
     The child imports the same mfsgd as this process, or the one in `package_dir` (a folder
     holding a built ``mfsgd`` package), whose folder goes first on PYTHONPATH, and runs
@@ -151,6 +169,8 @@ def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=N
     import mfsgd
     config = {"data": str(npz), "n_factors": n_factors, "n_threads": n_threads,
               "n_epochs": n_epochs, "input": input}
+    if model != "mf":
+        config["model"] = model
     env = dict(os.environ)
     parent = Path(package_dir).resolve() if package_dir else Path(mfsgd.__file__).resolve().parents[1]
     expected = parent / "mfsgd" / "__init__.py"
@@ -166,7 +186,9 @@ def run_config(npz, n_factors, n_threads, n_epochs, input="tuple", package_dir=N
     return result
 
 
-BASELINE_KEYS = ("mupd_s", "median_epoch_seconds", "fit_seconds", "n_blocks", "test_rmse",
+BASELINE_KEYS = ("mupd_s", "median_epoch_seconds", "cpu_critical_seconds", "cpu_mupd_s",
+                 "cpu_epoch_seconds",
+                 "fit_seconds", "n_blocks", "test_rmse",
                  "block_imbalance_mean", "fit_increase_mib", "other_load_cores", "mfsgd_file")
 DISTURBED = 0.25  # cores used by other processes above which a measurement is repeated
 
@@ -187,6 +209,41 @@ def least_disturbed(measure_once, args):
         if load is None or load <= DISTURBED:
             break
     return best
+
+
+def median_run(runs, key="median_epoch_seconds"):
+    """The run whose `key` is the median of `runs` (the lower middle one for an even count),
+    with every run's `key` and CPU critical path under "repeats"."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["repeats"] = [r[key] for r in runs]
+    for name in ("cpu_epoch_seconds",):
+        values = [r[name] for r in runs if r.get(name)]
+        if values:
+            chosen[name] = float(np.median(values))
+    critical = [r["cpu_critical_seconds"] for r in runs if r.get("cpu_critical_seconds")]
+    if critical:
+        chosen["cpu_critical_seconds"] = float(np.median(critical))
+        chosen["cpu_mupd_s"] = chosen["n_train"] / chosen["cpu_critical_seconds"] / 1e6
+    return chosen
+
+
+def interleaved_repeats(npz, k, kind, args):
+    """Measure every thread count (and the baseline build right after each) args.repeats
+    times, round after round, so that a change of machine load falls on all of them alike;
+    return ({threads: median run}, {threads: median baseline run or None})."""
+    runs = {t: [] for t in args.threads}
+    base_runs = {t: [] for t in args.threads}
+    for _ in range(args.repeats):
+        for t in args.threads:
+            runs[t].append(least_disturbed(
+                lambda: run_config(npz, k, t, args.epochs, kind), args))
+            if args.baseline:
+                base_runs[t].append(least_disturbed(
+                    lambda: run_config(npz, k, t, args.epochs, kind,
+                                       package_dir=args.baseline), args))
+    return ({t: median_run(runs[t]) for t in args.threads},
+            {t: median_run(base_runs[t]) if base_runs[t] else None for t in args.threads})
 
 
 def wait_until_idle(limit, threshold=0.1, sample=0.5):
@@ -273,7 +330,7 @@ def run_suite(args, log=print):
     log(f"yardstick: {bench or 'not found'}; sizes {[data.format_count(n) for n in args.ratings]}, "
         f"k {args.factors}, threads {args.threads}, {args.epochs} epochs\n")
 
-    grid, yardsticks, header_done = [], [], False
+    grid, yardsticks, svdpp_rows, header_done = [], [], [], False
     sources = []
     for n_ratings in args.ratings:
         label = data.format_count(n_ratings)
@@ -290,17 +347,18 @@ def run_suite(args, log=print):
                     if ystick.get("error"):
                         notes.append(f"yardstick failed at {label}, k={k}: {ystick['error']}")
                 for kind in args.inputs:
-                    one_thread = None
+                    one_thread = svdpp_one_thread = None
+                    rows, bases = interleaved_repeats(ds["npz"], k, kind, args)
                     for t in args.threads:
-                        row = least_disturbed(
-                            lambda: run_config(ds["npz"], k, t, args.epochs, kind), args)
+                        row = rows[t]
                         if args.baseline:
-                            base = least_disturbed(
-                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
-                                                   package_dir=args.baseline), args)
+                            base = bases[t]
                             row["baseline"] = {key: base.get(key) for key in BASELINE_KEYS}
                             row["vs_baseline"] = (base["median_epoch_seconds"]
                                                   / row["median_epoch_seconds"])
+                            if row.get("cpu_epoch_seconds") and base.get("cpu_epoch_seconds"):
+                                row["vs_baseline_cpu"] = (base["cpu_epoch_seconds"]
+                                                          / row["cpu_epoch_seconds"])
                         row.update(size_label=label, n_ratings_requested=n_ratings,
                                    data_users=ds["users"], data_items=ds["items"],
                                    skew=ds.get("skew"))
@@ -313,11 +371,37 @@ def run_suite(args, log=print):
                         elif one_thread:
                             row["speedup_vs_1_thread"] = (one_thread["median_epoch_seconds"]
                                                           / row["median_epoch_seconds"])
+                            if row.get("cpu_critical_seconds") and \
+                                    one_thread.get("cpu_critical_seconds"):
+                                row["cpu_speedup_vs_1_thread"] = (
+                                    one_thread["cpu_critical_seconds"]
+                                    / row["cpu_critical_seconds"])
                         if not header_done:
                             log(report.grid_header())
                             header_done = True
                         log(report.grid_row(row))
                         grid.append(row)
+                        if "svdpp" in args.models and kind == args.inputs[0]:
+                            other = least_disturbed(
+                                lambda: run_config(ds["npz"], k, t, args.epochs, kind,
+                                                   model="svdpp"), args)
+                            other.update(size_label=label, n_ratings_requested=n_ratings,
+                                         model="svdpp", skew=ds.get("skew"),
+                                         mf_median_epoch_seconds=row["median_epoch_seconds"],
+                                         mf_test_rmse=row["test_rmse"],
+                                         mf_peak_rss_fit_mib=row.get("peak_rss_fit_mib"),
+                                         vs_mf=other["median_epoch_seconds"]
+                                         / row["median_epoch_seconds"])
+                            if t == 1:
+                                svdpp_one_thread = other
+                            elif svdpp_one_thread:
+                                other["speedup_vs_1_thread"] = (
+                                    svdpp_one_thread["median_epoch_seconds"]
+                                    / other["median_epoch_seconds"])
+                            log(f"  SVD++ on the same: {other['median_epoch_seconds']:.4f} "
+                                f"s/epoch, {other['vs_mf']:.2f} x MF's, test RMSE "
+                                f"{other['test_rmse']:.4f}")
+                            svdpp_rows.append(other)
             actual = grid[-1]["n_ratings"] if grid else None
             if actual is not None and actual != n_ratings:
                 notes.append(f"size {label} ({ds['source']}): {actual:,} distinct ratings "
@@ -325,21 +409,22 @@ def run_suite(args, log=print):
                              "drops repeated pairs)")
     data_source = ", ".join(dict.fromkeys(sources)) or None
 
-    busiest = max([r.get("other_load_cores") or 0 for r in grid + yardsticks], default=0)
+    busiest = max([r.get("other_load_cores") or 0 for r in grid + yardsticks + svdpp_rows],
+                  default=0)
     if busiest > DISTURBED:
         notes.append(f"other processes used up to {busiest:.2f} cores during some measurements "
                      f"(of {machine['cores']}): those numbers are pessimistic, rerun when idle")
     results = {"machine": machine,
                "settings": {"ratings": args.ratings, "factors": args.factors,
                             "threads": args.threads, "n_epochs": args.epochs,
-                            "skew": args.skew, "inputs": args.inputs,
+                            "skew": args.skew, "inputs": args.inputs, "models": args.models,
                             "baseline": str(args.baseline) if args.baseline else None,
                             "compare": args.compare, "quick": args.quick,
                             "split": "90/10 random (seed 0)", "random_state": 0,
                             "data_source": data_source, "bench_dir": str(bench) if bench else None,
                             "scaling_k": args.scaling_k, "wait_idle": args.wait_idle,
                             "retries": args.retries},
-               "grid": grid, "yardstick": yardsticks,
+               "grid": grid, "yardstick": yardsticks, "svdpp": svdpp_rows,
                "scaling": scaling(first_kind(grid), args.scaling_k), "notes": notes}
     for s in results["scaling"]:
         log(f"\nscaling k={s['n_factors']} {s['n_threads']} thread(s): "

@@ -28,8 +28,10 @@ from .data.io import read_ratings
 from .data.ratings import Ratings
 from .data.synthetic import make_synthetic
 from .exceptions import DivergenceError, NotCachedError, NotFittedError
+from .models import load
 from .models.mf import MatrixFactorization
+from .models.svdpp import SVDpp
 
-__all__ = ["MatrixFactorization", "Ratings", "DivergenceError", "NotFittedError",
-           "NotCachedError", "clone", "make_synthetic", "read_ratings", "load_movielens",
+__all__ = ["MatrixFactorization", "SVDpp", "Ratings", "DivergenceError", "NotFittedError",
+           "NotCachedError", "clone", "load", "make_synthetic", "read_ratings", "load_movielens",
            "__version__"]

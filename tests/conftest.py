@@ -101,3 +101,11 @@ def fuzz_limits():
     FuzzLimitExceeded (an AssertionError) when it runs over `seconds` or allocates more than
     `max_bytes` at peak.  Session-scoped, so Hypothesis tests may use it."""
     return _FuzzLimits()
+
+
+def pytest_configure(config):
+    # A shell starts background jobs (`pytest &`, some CI runners) with SIGINT ignored, and
+    # Python then keeps it ignored: the tests that send themselves SIGINT need Python's
+    # KeyboardInterrupt handler, as in an interactive run.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

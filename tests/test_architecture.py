@@ -136,3 +136,39 @@ def test_no_module_outside_models_and_training_touches_private_attributes():
         offenders += [f"{relative}:{line}: {expression}"
                       for line, expression in private_accesses(path.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def _python_runs_without_cwd(tree):
+    """Calls like subprocess.run([sys.executable, "-c", ...]) or ([sys.executable, "-m",
+    "mfsgd" | "benchmarks..."]) that pass no ``cwd=`` (other modules, such as venv or build, do
+    not import mfsgd)."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.List)):
+            continue
+        words = node.args[0].elts
+        runs_python = (len(words) >= 2 and isinstance(words[0], ast.Attribute)
+                       and words[0].attr == "executable"
+                       and isinstance(words[1], ast.Constant)
+                       and (words[1].value == "-c"
+                            or words[1].value == "-m" and isinstance(words[2], ast.Constant)
+                            and str(words[2].value).split(".")[0] in ("mfsgd", "benchmarks")))
+        if runs_python and not any(keyword.arg == "cwd" for keyword in node.keywords):
+            found.append(node.lineno)
+    return found
+
+
+def test_python_subprocesses_of_the_tests_never_start_in_the_checkout():
+    """`python -c` and `python -m` put the working directory first on sys.path: started in the
+    checkout (where CI runs pytest), they import the source tree, which has no compiled kernel,
+    instead of the installed package. Every such call in the tests names its directory."""
+    assert _python_runs_without_cwd(ast.parse(
+        "subprocess.run([sys.executable, '-c', code])\n"
+        "subprocess.run([sys.executable, '-c', code], cwd=tmp_path)\n"
+        "subprocess.run([sys.executable, '-m', 'mfsgd', 'demo'])\n"
+        "subprocess.run([sys.executable, '-m', 'venv', path])")) == [1, 3]
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        offenders += [f"{path.name}:{line}"
+                      for line in _python_runs_without_cwd(ast.parse(path.read_text()))]
+    assert offenders == []

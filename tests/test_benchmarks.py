@@ -51,6 +51,22 @@ def test_suite_writes_json_and_markdown_with_the_expected_keys(benchmarks, tmp_p
     assert "Mupd/s" in text and "test RMSE" in text and saved["machine"]["kernel_isa"] in text
 
 
+def test_suite_reports_svdpp_next_to_mf(benchmarks, tmp_path):
+    results = benchmarks.suite.main(["--ratings", "20k", "--factors", "4", "--threads", "1,2",
+                                     "--epochs", "1", "--compare", "none", "--no-plot",
+                                     "--models", "mf,svdpp", "--out", str(tmp_path)])
+    saved = json.loads(Path(results["files"]["json"]).read_text())
+    assert [(row["n_factors"], row["n_threads"]) for row in saved["grid"]] == [(4, 1), (4, 2)]
+    assert [(row["model"], row["n_threads"]) for row in saved["svdpp"]] == [("svdpp", 1),
+                                                                           ("svdpp", 2)]
+    for row, mf in zip(saved["svdpp"], saved["grid"]):
+        assert row["n_train"] == mf["n_train"] and 0 < row["test_rmse"] < 5
+        assert row["vs_mf"] == pytest.approx(row["median_epoch_seconds"]
+                                             / mf["median_epoch_seconds"])
+    assert "speedup_vs_1_thread" in saved["svdpp"][1]
+    assert "## SVD++ next to MF" in Path(results["files"]["markdown"]).read_text()
+
+
 def test_scaling_fits_a_line_through_the_origin(benchmarks):
     rows = [{"n_factors": 8, "n_threads": 1, "n_train": n, "median_epoch_seconds": s,
              "size_label": str(n)} for n, s in ((1000, 1.0), (10_000, 10.0), (50_000, 50.0))]
@@ -125,6 +141,35 @@ def test_imbalance_recorder_reads_block_seconds_per_sub_epoch(benchmarks):
     one = benchmarks.measure.ImbalanceRecorder(n_threads=1)
     one({}, types.SimpleNamespace(_layout=layout))
     assert one.thread == [1.0, 1.0] and one.summary()["block_imbalance_max"] == pytest.approx(4 / 3)
+    assert one.summary()["cpu_critical_seconds"] is None  # no CPU seconds reported
+
+
+def test_imbalance_recorder_sums_the_busiest_thread_cpu_seconds(benchmarks):
+    import types
+
+    layout = types.SimpleNamespace(block_seconds=np.array([9.0, 9.0, 9.0, 9.0]),
+                                   block_cpu_seconds=np.array([1.0, 3.0, 2.0, 2.0]),
+                                   schedule=np.array([[0, 3], [1, 2]]))
+    two = benchmarks.measure.ImbalanceRecorder(n_threads=2)
+    two({}, types.SimpleNamespace(_layout=layout))
+    assert two.summary()["cpu_critical_seconds"] == pytest.approx(2.0 + 3.0)
+    assert two.cpu_block == [pytest.approx(2 / 1.5), pytest.approx(1.2)]
+    one = benchmarks.measure.ImbalanceRecorder(n_threads=1)
+    one({}, types.SimpleNamespace(_layout=layout))
+    assert one.summary()["cpu_critical_seconds"] == pytest.approx(8.0)
+
+
+def test_imbalance_recorder_on_a_fitted_model_uses_the_kernel_thread_choice(benchmarks):
+    import mfsgd
+    users, items, ratings = mfsgd.make_synthetic(n_users=200, n_items=100, n_ratings=4000)
+    recorder = benchmarks.measure.ImbalanceRecorder(n_threads=2)
+    mfsgd.MatrixFactorization(n_factors=8, n_epochs=2, n_blocks=2, n_threads=2, random_state=0,
+                              callbacks=[recorder]).fit((users, items, ratings))
+    summary = recorder.summary()
+    assert len(recorder.critical) == 2 and summary["cpu_critical_seconds"] > 0
+    # 4000 ratings are far below the work that pays for a second thread: the kernel runs
+    # each sub-epoch on one thread, so the critical path is the whole epoch's CPU time.
+    assert recorder.thread == [1.0] * len(recorder.thread)
 
 
 def test_threads_default_compares_and_stops_its_busy_process(benchmarks):

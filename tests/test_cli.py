@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mfsgd
 from mfsgd import MatrixFactorization, Ratings, make_synthetic
 
 
@@ -176,11 +177,27 @@ def test_columns_option_says_which_field_is_what(columns, n_users, n_items, four
     (("--columns", ""), "--columns must be a comma list"),
     (("--columns", "user,item,rating"), "--columns applies to a ratings file, not to the built-in demo"),
     (("--sep", ","), "--sep applies to a ratings file"),
+    (("--encoding", "latin-1"), "--encoding applies to a ratings file"),
 ])
 def test_file_options_are_checked(args, expected, four_field_csv, capsys):
     data = four_field_csv if "must be" in expected else "demo"
     code, out, err = main(capsys, "train", data, *args, "--epochs", "1")
     assert code == 1 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_encoding_option_reads_a_latin1_file(tmp_path, capsys):
+    """A file in Latin-1 (not UTF-8) trains with --encoding; without it the one-line error
+    shows the id that is not UTF-8."""
+    path = tmp_path / "latin1.csv"
+    path.write_text("user,item,rating\nJosé,Café,4\nJosé,Crème,2\nRené,Café,5\n",
+                    encoding="latin-1")
+    code, out, err = main(capsys, "train", path, "--epochs", "1")
+    assert code == 1 and "b'Jos\\xe9' is not valid utf-8" in err
+    model = tmp_path / "model.npz"
+    code, out, err = main(capsys, "train", path, "--encoding", "latin-1", "--test-size", "0",
+                          "--epochs", "2", "--factors", "2", "--save", model)
+    assert code == 0, err
+    assert saved_model(model).user_ids_.tolist() == ["José", "René"]
 
 
 # ---------------------------------------------------------------- --test-size 0 and evaluate
@@ -373,6 +390,33 @@ def test_recommend_aligns_its_columns(movielens_folder, tmp_path, capsys):
     assert {len(row.split()[1]) for row in rows} == {1, 2}      # ids of different widths
 
 
+def test_recommend_aligns_wide_and_combining_characters(tmp_path, capsys):
+    """String ids are padded by the columns a terminal gives them: two for each wide (East
+    Asian) character, none for a combining accent."""
+    import unicodedata
+    items = ["a", "item-b", "日本語", unicodedata.normalize("NFD", "Crème brûlée"), "Ⅻ"]
+    path = tmp_path / "wide.csv"
+    path.write_text("user,item,rating\n" + "".join(
+        f"{user},{item},{1 + (user + n) % 5}\n" for user in range(6)
+        for n, item in enumerate(items) if (user + n) % 3), encoding="utf-8")
+    model = tmp_path / "model.npz"
+    code, out, err = main(capsys, "train", path, "--test-size", "0", "--epochs", "2",
+                          "--factors", "2", "--save", model)
+    assert code == 0, err
+    code, out, err = main(capsys, "recommend", model, "0", "-n", "5", "--include-seen")
+    assert code == 0, err
+    header, *rows = out.splitlines()[1:]
+    assert len(rows) == 5
+
+    def columns_before(line, end):
+        text = line[:end]
+        return sum(0 if unicodedata.combining(char) else
+                   2 if unicodedata.east_asian_width(char) == "W" else 1 for char in text)
+
+    score_column = header.index("score")
+    assert {columns_before(row, row.rindex("  ") + 2) for row in rows} == {score_column}
+
+
 # ---------------------------------------------------------------- pipes
 
 
@@ -519,3 +563,42 @@ def test_readme_command_lines_are_valid_commands():
 def test_readme_set_up_names_the_movielens_variable_the_tests_read():
     conftest = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
     assert "MFSGD_ML100K" in conftest and "MFSGD_ML100K" in readme_section("Set-up")
+
+
+# ---------------------------------------------------------------- --model svdpp
+
+
+def test_svdpp_train_save_evaluate_recommend(ratings_csv, tmp_path, capsys):
+    model = tmp_path / "svdpp.npz"
+    code, out, err = main(capsys, "train", ratings_csv, "--model", "svdpp", "--epochs", "3",
+                          "--factors", "4", "--implicit-lr", "0.004", "--implicit-reg", "0.01",
+                          "--save", model)
+    assert code == 0, err
+    assert "test RMSE" in out
+    saved = mfsgd.load(model)
+    assert type(saved) is mfsgd.SVDpp
+    assert (saved.implicit_learning_rate, saved.implicit_regularization) == (0.004, 0.01)
+    code, out, err = main(capsys, "evaluate", model, ratings_csv)
+    assert code == 0, err and "trained on 4,000 of these ratings" in out
+    code, out, err = main(capsys, "recommend", model, "3", "-n", "2")
+    assert code == 0, err
+    assert out.startswith("top 2 for user 3:")
+
+
+def test_implicit_options_need_svdpp(ratings_csv, capsys):
+    code, out, err = main(capsys, "train", ratings_csv, "--implicit-reg", "0.1")
+    assert code == 1 and "--implicit-reg applies to --model svdpp" in err
+
+
+def test_svdpp_search_draws_the_implicit_parameters(ratings_csv, capsys):
+    code, out, err = main(capsys, "search", ratings_csv, "--model", "svdpp", "--n-iter", "2",
+                          "--cv", "2", "--epochs", "2", "--factors", "4")
+    assert code == 0, err
+    command = out.split("train it with:\n")[1].splitlines()[0].split()
+    assert command[3:5] == ["--model", "svdpp"]
+    flags = dict(zip(command[5::2], command[6::2]))
+    assert {"--implicit-lr", "--implicit-reg"} <= set(flags)
+    low, high = 5e-4, 1e-2
+    assert low <= float(flags["--implicit-lr"]) <= high
+    code, out, err = main(capsys, *command[1:], "--test-size", "0")
+    assert code == 0, err

@@ -242,7 +242,7 @@ def test_odd_headers_are_refused(tmp_path, header, problem):
 @pytest.mark.parametrize("change, problem", [
     (lambda m: m + [m[0]], "member 'format_version.npy' appears twice"),
     (lambda m: m + [("extra.npy", npy_bytes(np.zeros(2)))], "unexpected array 'extra'"),
-    (lambda m: m + [(f"x{i}.npy", b"") for i in range(40)], "more than the 22 of any model file"),
+    (lambda m: m + [(f"x{i}.npy", b"") for i in range(40)], "more than the 27 of any model file"),
     (lambda m: [(n if n != "item_bias.npy" else "item_bias", d) for n, d in m],
      "member 'item_bias' is not an .npy array"),
     (lambda m: [(n, d) for n, d in m if n != "format_version.npy"], "no format_version"),

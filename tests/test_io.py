@@ -189,7 +189,9 @@ def test_latin1_and_other_encodings(tmp_path):
     ratings = read_ratings(path, encoding="latin-1")
     assert ratings.user_ids.tolist() == ["José", "Zoë"]
     assert ratings.item_ids.tolist() == ["Café", "Naïve"]
-    with pytest.raises(ValueError, match=r"r\.txt: a user id is not valid utf-8.*encoding="):
+    # The message shows the bad id as it is in the file, so that it can be found there.
+    with pytest.raises(ValueError, match=r"r\.txt: the user id b'Jos\\xe9' is not valid utf-8 "
+                                         r"\(.* at byte 3\); pass the file's encoding="):
         read_ratings(path)
     for encoding in ("utf-8", "utf-8-sig", "utf-16", "cp1252"):
         path = write(tmp_path, text, name=f"{encoding}.txt", encoding=encoding)

@@ -94,6 +94,17 @@ def test_kernel_reports_the_seconds_of_every_block():
                    layout.items, layout.ratings, block_schedule(2, rng), layout.order,
                    layout.block_sse, 3.0, 0.01, 0.02, 0.02, _sgd.FLAG_BIASED, 3, 2, 8, seconds, 0)
     assert (seconds > 0).all() and seconds.sum() < 10
+    cpu = np.full(4, -1.0)
+    _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user, layout.run_ptr,
+                   layout.items, layout.ratings, block_schedule(2, rng), layout.order,
+                   layout.block_sse, 3.0, 0.01, 0.02, 0.02, _sgd.FLAG_BIASED, 3, 2, 8,
+                   block_cpu_seconds=cpu)
+    assert (cpu >= 0).all() and cpu.sum() > 0 and cpu.sum() < 10
+    with pytest.raises(ValueError, match="block_cpu_seconds must have 4 entries"):
+        _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
+                       layout.run_ptr, layout.items, layout.ratings, block_schedule(2, rng),
+                       layout.order, layout.block_sse, 3.0, 0.01, 0.02, 0.02, 0, 3, 2, 8,
+                       block_cpu_seconds=np.zeros(5))
     with pytest.raises(ValueError, match="block_seconds must have 4 entries"):
         _sgd.sgd_epoch(P, Q, bu, bi, empty, empty, layout.block_ptr, layout.run_user,
                        layout.run_ptr, layout.items, layout.ratings, block_schedule(2, rng),

@@ -226,3 +226,18 @@ def test_format_1_file_with_identity_maps_loads(tmp_path):
         np.testing.assert_array_equal(loaded.recommend(user, n=3)[0], expected)
     assert loaded.fit_state_.rng.random() == old._rng.random()
     assert loaded.history_ == old.history_
+
+
+def test_format_1_file_loads_as_matrix_factorization_anywhere_but_in_svdpp(fitted_models,
+                                                                             tmp_path):
+    """Format 2 names the model class; a format-1 file, which names none, is a
+    MatrixFactorization for mfsgd.load too, and SVDpp.load refuses it by name."""
+    model, (users, items, _) = next(iter(fitted_models.values()))
+    path = tmp_path / "old.npz"
+    write_format_1(old_model_of(model), path)
+    loaded = mfsgd.load(path)
+    assert type(loaded) is MatrixFactorization
+    np.testing.assert_array_equal(loaded.predict(users[:50], items[:50]),
+                                  model.predict(users[:50], items[:50]))
+    with pytest.raises(ValueError, match="holds a MatrixFactorization, not a SVDpp"):
+        mfsgd.SVDpp.load(path)

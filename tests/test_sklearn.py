@@ -81,7 +81,8 @@ SPLITTERS = [sk_selection.KFold(3, shuffle=True, random_state=0),
 @pytest.mark.parametrize("splitter", SPLITTERS, ids=lambda s: type(s).__name__)
 def test_sklearn_splitters_index_the_ratings_in_csr_order(splitter, ratings):
     """A scikit-learn splitter's index arrays are positions into the ratings' CSR order: the
-    folds are exactly Ratings.take of them, with the ratings as y (StratifiedKFold works)."""
+    folds are exactly Ratings.take of them, with the rating values as y (StratifiedKFold
+    works: whole-number ratings are their own classes)."""
     positions = list(splitter.split(np.zeros((len(ratings), 1)), ratings.data))
     expected = cross_validate(model(), ratings, cv=positions)
     result = cross_validate(model(), ratings, cv=splitter, n_jobs=2)
@@ -90,6 +91,24 @@ def test_sklearn_splitters_index_the_ratings_in_csr_order(splitter, ratings):
     train, test = positions[0]
     manual = model().fit(ratings.take(train))
     assert result["test_rmse"][0] == manual.score(ratings.take(test))
+
+
+def test_stratified_kfold_stratifies_half_star_ratings(ratings):
+    """Half stars (as in MovieLens' ratings.csv) are classes too, not continuous targets that
+    scikit-learn's stratified splitters refuse: the folds are StratifiedKFold's for the
+    rating values as classes, so each test fold holds every value in its share of the whole."""
+    half_stars = mfsgd.Ratings(ratings.indptr, ratings.indices, ratings.data - 0.5,
+                               ratings.user_ids, ratings.item_ids)
+    splitter = sk_selection.StratifiedKFold(3, shuffle=True, random_state=0)
+    values, classes, counts = np.unique(half_stars.data, return_inverse=True,
+                                        return_counts=True)
+    positions = list(splitter.split(np.zeros((len(half_stars), 1)), classes))
+    for _, test in positions:
+        np.testing.assert_allclose(np.bincount(classes[test]) / len(test),
+                                   counts / len(half_stars), atol=0.01)
+    result = cross_validate(model(), half_stars, cv=splitter)
+    expected = cross_validate(model(), half_stars, cv=positions)
+    np.testing.assert_array_equal(result["test_rmse"], expected["test_rmse"])
 
 
 def test_sklearn_kfold_without_shuffle_equals_mfsgds(ratings):

@@ -88,11 +88,11 @@ print(burnt)
 
 
 @pytest.mark.skipif(not mfsgd._sgd.HAVE_OPENMP, reason="built without OpenMP")
-def test_threads_do_not_spin_after_training():
+def test_threads_do_not_spin_after_training(tmp_path):
     """Regression: OpenMP's default policy kept a thread busy-waiting for milliseconds after
     each parallel step, taking a core from everything else on the machine."""
     env = {k: v for k, v in os.environ.items() if k not in _threads.WAIT_POLICY_VARIABLES}
-    run = subprocess.run([sys.executable, "-c", IDLE_CPU_AFTER_FITS], env=env,
+    run = subprocess.run([sys.executable, "-c", IDLE_CPU_AFTER_FITS], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     burnt = float(run.stdout.split()[-1])

@@ -49,6 +49,7 @@ cdef extern from "_kernels.h" nogil:
     float mf_dot_f32(const float *a, const float *b, int k)
     double mf_dot_f64(const double *a, const double *b, int k)
     double mf_seconds()
+    double mf_thread_seconds()
     const char *mf_select_isa(const char *wanted)
     const char *mf_isa_for(int k)
 
@@ -307,7 +308,7 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
               const int32_t[:, ::1] schedule, int32_t[::1] order, double[::1] block_sse,
               double mu, double lr, double reg, double bias_reg, int flags, uint64_t seed,
               int n_threads, int n_factors=0, double[::1] block_seconds=None,
-              min_work_per_thread=None):
+              min_work_per_thread=None, double[::1] block_cpu_seconds=None):
     """Run the sub-epochs listed in `schedule`, in place on the factors and biases.
 
     Parameters
@@ -348,6 +349,9 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
         Work per thread (rating updates times (row width + RATING_OVERHEAD)) below which a
         sub-epoch runs on fewer threads; default :data:`MIN_WORK_PER_THREAD`, 0 uses
         `n_threads` for every sub-epoch.
+    block_cpu_seconds : ndarray of float64, shape (n_blocks ** 2,), optional
+        Receives the CPU seconds of the thread that ran each block (time other processes
+        took from it does not count).
 
     Returns
     -------
@@ -375,9 +379,14 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
     cdef double overhead = RATING_OVERHEAD
     cdef int sub_threads
     cdef bint timed = block_seconds is not None
+    cdef bint cpu_timed = block_cpu_seconds is not None
+    cdef double began_cpu = 0
     if timed and block_seconds.shape[0] != block_sse.shape[0]:
         raise ValueError(f"block_seconds must have {block_sse.shape[0]} entries, got "
                          f"{block_seconds.shape[0]}")
+    if cpu_timed and block_cpu_seconds.shape[0] != block_sse.shape[0]:
+        raise ValueError(f"block_cpu_seconds must have {block_sse.shape[0]} entries, got "
+                         f"{block_cpu_seconds.shape[0]}")
     cdef int64_t most_runs = 0
     for b in range(block_ptr.shape[0] - 1):
         most_runs = max(most_runs, block_ptr[b + 1] - block_ptr[b])
@@ -396,6 +405,8 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
                 n_runs = block_ptr[blk + 1] - start
                 block_sse[blk] = 0
                 began = mf_seconds()
+                if cpu_timed:
+                    began_cpu = mf_thread_seconds()
                 if n_runs > 0:
                     mf_block_order(&order[start], n_runs, mf_stream_seed(seed, blk),
                                    &segments[t, 0])
@@ -411,6 +422,8 @@ def sgd_epoch(floating[:, :] P, floating[:, :] Q, floating[::1] user_bias,
                             &items[0], &ratings[0], k, &prm)
                 if timed:
                     block_seconds[blk] = mf_seconds() - began
+                if cpu_timed:
+                    block_cpu_seconds[blk] = mf_thread_seconds() - began_cpu
         for b in range(block_sse.shape[0]):
             total += block_sse[b]
     return total

@@ -40,14 +40,23 @@ def _add_data_options(parser):
                         "user, item, rating, timestamp, or names from its header line "
                         "(userId,movieId,rating,-); - skips a field (default: inferred from the "
                         "header line, else from the number of fields)")
+    parser.add_argument("--encoding", default=None, help="text encoding of a ratings file, "
+                        "for example latin-1 (default: utf-8)")
     parser.add_argument("--data-home", default=None, help="MovieLens cache folder (default: "
                         "$MFSGD_DATA or ~/mfsgd_data)")
     parser.add_argument("--download", action="store_true",
                         help="download a named MovieLens set when it is not cached")
 
 
+def _add_model_choice(parser):
+    parser.add_argument("--model", choices=tuple(_commands.MODELS), default="mf",
+                        help="mf: biased matrix factorization; svdpp: SVD++ (also describes a "
+                        "user by the items they rated)")
+
+
 def _add_model_options(parser):
-    """The MatrixFactorization options, with the model's own defaults and allowed values."""
+    """The model options, with the models' own defaults and allowed values."""
+    _add_model_choice(parser)
     defaults = _commands.model_defaults()
     choices = _commands.model_choices()
     for flag, name, kind, help_text in _commands.MODEL_OPTIONS:
@@ -108,11 +117,15 @@ def build_parser():
 
     ranges = ", ".join(f"{name} {low:g}-{high:g}"
                        for name, (low, high) in _commands.LOG_UNIFORM_RANGES.items())
+    svdpp_ranges = ", ".join(f"{name} {low:g}-{high:g}" for name, (low, high)
+                             in _commands.SVDPP_LOG_UNIFORM_RANGES.items())
     search = _add_command(
         commands, "search", "random search with cross-validation",
         description="Random search with cross-validation: n_factors from --factors, and "
-                    f"log-uniformly {ranges}. Prints every candidate as `mfsgd train` flags.")
+                    f"log-uniformly {ranges} (with --model svdpp also {svdpp_ranges}). Prints "
+                    "every candidate as `mfsgd train` flags.")
     _add_data_options(search)
+    _add_model_choice(search)
     search.add_argument("--n-iter", type=int, default=10, help="configurations to try")
     search.add_argument("--cv", type=int, default=3, help="cross-validation folds")
     search.add_argument("--epochs", type=int, default=30, help="n_epochs of every candidate")

@@ -3,12 +3,15 @@ import os
 import re
 import shlex
 import time
+import unicodedata
 
 import numpy as np
 
 from .. import metrics
 from ..models import mf as _model
+from ..models import load as load_model
 from ..models.mf import MatrixFactorization
+from ..models.svdpp import SVDpp
 from ..data.ratings import Ratings
 from ..data.synthetic import make_synthetic
 
@@ -16,9 +19,12 @@ DEMO_NOISE = 0.5
 DEMO_PARAMS = dict(n_factors=8, n_epochs=60, learning_rate=0.005, regularization=0.02)
 MOVIELENS_NAME = re.compile(r"^(ml-)?(100k|1m|10m|20m|25m|latest|latest-small)$", re.IGNORECASE)
 
-# The model options of the command line: (flag, MatrixFactorization parameter, value type, help).
-# Their defaults and allowed values are read from MatrixFactorization (model_defaults,
-# model_choices), so that they cannot drift from the model's.
+# The models of `--model`.
+MODELS = {"mf": MatrixFactorization, "svdpp": SVDpp}
+
+# The model options of the command line: (flag, model parameter, value type, help).
+# Their defaults and allowed values are read from the models (model_defaults, model_choices),
+# so that they cannot drift from the models'.
 MODEL_OPTIONS = (
     ("--factors", "n_factors", int, "number of latent factors k"),
     ("--epochs", "n_epochs", int, "passes over the training ratings"),
@@ -29,13 +35,22 @@ MODEL_OPTIONS = (
     ("--schedule", "learning_rate_schedule", str, "learning-rate schedule"),
     ("--lr-decay", "learning_rate_decay", float, "decay of the 'inverse' schedule"),
     ("--init-std", "init_std", float, "standard deviation of the initial factors"),
+    ("--implicit-lr", "implicit_learning_rate", float,
+     "--model svdpp: learning rate of the implicit factors y (default: the value of --lr)"),
+    ("--implicit-reg", "implicit_regularization", float,
+     "--model svdpp: L2 regularization of y (default: the value of --reg)"),
     ("--threads", "n_threads", int, "OpenMP threads (default: all cores)"),
 )
+# Options of SVDpp only.
+SVDPP_ONLY = ("implicit_learning_rate", "implicit_regularization")
 FLAG_OF = {name: flag for flag, name, _, _ in MODEL_OPTIONS}
 
 # `mfsgd search` draws these parameters log-uniformly from [low, high].
 LOG_UNIFORM_RANGES = {"learning_rate": (1e-3, 3e-2), "regularization": (1e-3, 2e-1),
                       "bias_regularization": (1e-3, 2e-1)}
+# ... and with --model svdpp these too (round 1 of the README's SVD++ search).
+SVDPP_LOG_UNIFORM_RANGES = {"implicit_learning_rate": (5e-4, 1e-2),
+                            "implicit_regularization": (1e-4, 1e-1)}
 
 
 class CommandError(Exception):
@@ -43,8 +58,9 @@ class CommandError(Exception):
 
 
 def model_defaults():
-    """The default value of every MatrixFactorization parameter, from its signature."""
-    return MatrixFactorization().get_params()
+    """The default value of every parameter of the models, from their signatures (those of
+    MatrixFactorization for the parameters both models have)."""
+    return {**SVDpp().get_params(), **MatrixFactorization().get_params()}
 
 
 def model_choices():
@@ -59,7 +75,7 @@ def option_dest(flag):
 
 def load_data(args):
     """The Ratings named by ``args.data``: 'demo', a MovieLens name, folder or archive, or a
-    delimited ratings file (read with ``args.sep`` and ``args.columns``)."""
+    delimited ratings file (read with ``args.sep``, ``args.columns`` and ``args.encoding``)."""
     source = args.data
     columns = getattr(args, "columns", None)
     columns = None if columns is None else parse_columns(columns)
@@ -87,6 +103,8 @@ def load_data(args):
     options = {"sep": args.sep}
     if columns is not None:
         options["columns"] = columns
+    if getattr(args, "encoding", None) is not None:
+        options["encoding"] = args.encoding
     return read_ratings(source, **options)
 
 
@@ -102,7 +120,7 @@ def parse_columns(text):
 
 
 def _refuse_file_options(args, what):
-    for flag in ("--sep", "--columns"):
+    for flag in ("--sep", "--columns", "--encoding"):
         if getattr(args, option_dest(flag), None) is not None:
             raise CommandError(f"{flag} applies to a ratings file, not to {what}")
 
@@ -124,7 +142,11 @@ def _is_movielens_zip(path):
 
 def _model_from_args(args, **extra):
     params = {name: getattr(args, option_dest(flag)) for flag, name, _, _ in MODEL_OPTIONS}
-    return MatrixFactorization(**params, random_state=args.seed, **extra)
+    if args.model != "svdpp":
+        for name in SVDPP_ONLY:
+            if params.pop(name) is not None:
+                raise CommandError(f"{FLAG_OF[name]} applies to --model svdpp")
+    return MODELS[args.model](**params, random_state=args.seed, **extra)
 
 
 def _report_fit(model, train, test, out):
@@ -208,9 +230,13 @@ def run_train(args, out):
 def _fit_title(model):
     params = model.get_params()
     bias = params["bias_regularization"]
-    return (f"k={params['n_factors']}, lr={params['learning_rate']:g}, "
+    implicit = "".join(f", {label}={params[name]:g}" for name, label in (
+        ("implicit_learning_rate", "implicit lr"), ("implicit_regularization", "implicit reg"))
+        if params.get(name) is not None)
+    return (("SVD++, " if isinstance(model, SVDpp) else "")
+            + f"k={params['n_factors']}, lr={params['learning_rate']:g}, "
             f"reg={params['regularization']:g}"
-            + ("" if bias is None else f", bias reg={bias:g}")
+            + ("" if bias is None else f", bias reg={bias:g}") + implicit
             + f", {params['n_epochs']} epochs" + (" at most (early stopping)"
                                                   if params["early_stopping"] else "")
             + f", {params['learning_rate_schedule']} schedule")
@@ -229,7 +255,7 @@ def _best_epoch(model):
 def run_evaluate(args, out):
     """RMSE and MAE of a saved model on every rating of DATA; says which of them the model was
     trained on, when the model knows."""
-    model = MatrixFactorization.load(args.model)
+    model = load_model(args.model)
     data = load_data(args)
     rmse, mae = _errors(model, data)
     users, items, values = data.to_arrays()
@@ -290,7 +316,7 @@ def run_recommend(args, out):
     score and, when saved with the model, title."""
     if args.n < 1:
         raise CommandError(f"-n must be at least 1, got {args.n}")
-    model = MatrixFactorization.load(args.model)
+    model = load_model(args.model)
     user = _typed_id(args.user, model.user_ids_)
     items, scores = model.recommend(user, n=args.n, exclude_seen=not args.include_seen)
     titles = getattr(model, "item_titles_", None) or {}
@@ -298,14 +324,23 @@ def run_recommend(args, out):
     rows = [(str(rank), str(item), f"{score:.3f}", titles.get(item) or "")
             for rank, (item, score) in enumerate(zip(items.tolist(), scores.tolist()), start=1)]
     header = ("rank", "item", "score", "title" if any(row[3] for row in rows) else "")
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(3)]
+    widths = [max(display_width(row[column]) for row in [header, *rows]) for column in range(3)]
     # Numbers are right-aligned; string ids, like titles, read better left-aligned.
-    item_align = ">" if np.asarray(model.item_ids_).dtype.kind in "iu" else "<"
+    right = np.asarray(model.item_ids_).dtype.kind in "iu"
     for rank, item, score, title in [header, *rows]:
-        line = (f"{rank:>{widths[0]}}  {item:{item_align}{widths[1]}}  {score:>{widths[2]}}"
-                f"  {title}")
+        item_pad = " " * (widths[1] - display_width(item))
+        item = item_pad + item if right else item + item_pad
+        line = f"{rank:>{widths[0]}}  {item}  {score:>{widths[2]}}  {title}"
         print(line.rstrip(), file=out)
     return 0
+
+
+def display_width(text):
+    """Columns that `text` takes on a terminal: wide (East Asian) characters take two,
+    combining marks and other zero-width characters none."""
+    return sum(0 if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Cf")
+               else 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+               for char in text)
 
 
 def _typed_id(text, known_ids):
@@ -333,9 +368,10 @@ def run_search(args, out):
     if args.plot:
         _require_matplotlib()
     data = load_data(args)
+    ranges = {**LOG_UNIFORM_RANGES, **(SVDPP_LOG_UNIFORM_RANGES if args.model == "svdpp" else {})}
     space = {"n_factors": factors,
-             **{name: loguniform(*bounds) for name, bounds in LOG_UNIFORM_RANGES.items()}}
-    search = RandomizedSearchCV(MatrixFactorization(n_epochs=args.epochs, random_state=args.seed),
+             **{name: loguniform(*bounds) for name, bounds in ranges.items()}}
+    search = RandomizedSearchCV(MODELS[args.model](n_epochs=args.epochs, random_state=args.seed),
                                 space, n_iter=args.n_iter, cv=args.cv, n_jobs=args.jobs,
                                 random_state=args.seed, refit=bool(args.save), verbose=1)
     search.fit(data)
@@ -351,7 +387,9 @@ def run_search(args, out):
     print(f"best mean RMSE over {search.n_splits_} folds: {search.best_score_:.4f}; train it "
           "with:", file=out)
     best = {**search.best_params_, "n_epochs": args.epochs}
-    print(f"  mfsgd train {_data_flags(args)} {as_flags(best)} --seed {args.seed}", file=out)
+    model_flag = " --model svdpp" if args.model == "svdpp" else ""
+    print(f"  mfsgd train {_data_flags(args)}{model_flag} {as_flags(best)} --seed {args.seed}",
+          file=out)
     if args.save:
         model = search.best_estimator_
         titles = getattr(data, "item_titles", None)
@@ -364,7 +402,7 @@ def run_search(args, out):
         from . import _plots
         figure = _plots.search_scores(
             candidates, scores, names=[name for _, name, _, _ in MODEL_OPTIONS if name in space],
-            log_scaled=set(LOG_UNIFORM_RANGES), best=search.best_index_,
+            log_scaled=set(ranges), best=search.best_index_,
             labels={name: f"{name} ({flag})" for name, flag in FLAG_OF.items()},
             title=f"mfsgd search: mean RMSE over {search.n_splits_} folds, "
                   f"{args.epochs} epochs")
@@ -374,7 +412,7 @@ def run_search(args, out):
 
 
 def as_flags(params):
-    """MatrixFactorization parameters as ``mfsgd train`` flags, in the order of MODEL_OPTIONS."""
+    """Model parameters as ``mfsgd train`` flags, in the order of MODEL_OPTIONS."""
     order = [name for _, name, _, _ in MODEL_OPTIONS]
     unknown = sorted(set(params) - set(order))
     if unknown:
@@ -390,7 +428,7 @@ def _flag_value(value):
 def _data_flags(args):
     """DATA and the options needed to read it again, as shell words."""
     words = [args.data]
-    for flag in ("--sep", "--columns", "--data-home"):
+    for flag in ("--sep", "--columns", "--encoding", "--data-home"):
         value = getattr(args, option_dest(flag), None)
         if value is not None:
             words += [flag, value]

@@ -540,8 +540,10 @@ class _Reader:
         try:
             decoded = np.array([raw.decode(self.encoding) for raw in unique.tolist()])
         except UnicodeDecodeError as error:
-            raise ValueError(f"{self.name}: a {role} id is not valid {self.encoding} ({error}); "
-                             f"pass the file's encoding=") from None
+            raise ValueError(f"{self.name}: the {role} id {_fields.shown(error.object, 80)} is "
+                             f"not valid {self.encoding} ({error.reason} at byte {error.start});"
+                             f" pass the file's encoding= (for example encoding='latin-1')") \
+                from None
         return decoded[inverse.ravel()]
 
 

@@ -652,9 +652,14 @@ def _stable_sort(key, block=1 << 20):
         for start in range(0, n, block):
             packed[start:start + block] |= np.arange(start, min(start + block, n), dtype=np.uint64)
         packed.sort()
-        order = packed & np.uint64((1 << position_bits) - 1)
+        # Positions below 2**31 fit int32: half the memory of the order (the peak of
+        # building a rating set from arrays is key + order + the permuted values).
+        order = np.empty(n, dtype=np.int32 if position_bits <= 31 else np.int64)
+        mask = np.uint64((1 << position_bits) - 1)
+        for start in range(0, n, block):
+            order[start:start + block] = packed[start:start + block] & mask
         packed >>= np.uint64(position_bits)
-        return order.view(np.int64), key
+        return order, key
     order = np.argsort(key, kind="stable")
     return order, key[order]
 

@@ -1,11 +1,12 @@
 """Fitting clones on folds, in threads, and cross_validate."""
 import copy
+import inspect
 import numbers
 import os
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from functools import partial
 
 import numpy as np
@@ -87,8 +88,9 @@ def fold_clone(model, params=None, n_threads=None):
 
 
 def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
-                  keep_estimator=False):
-    """Fit a clone on `train`, score it on `test`.
+                  keep_estimator=False, implicit=None):
+    """Fit a clone on `train` (with the test pairs as implicit feedback when `implicit` is
+    "test"), score it on `test`.
 
     Returns a dict: scores {name: float}, fit_time, score_time and, with `keep_estimator`,
     the fitted estimator.  A fit that diverges (FloatingPointError) gets `error_score` for
@@ -103,7 +105,11 @@ def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
     estimator.set_params(**{name: False for name in own_output})
     start = time.perf_counter()
     try:
-        estimator.fit(train)
+        if implicit == "test":
+            test_users, test_items, _ = test.to_arrays()
+            estimator.fit(train, implicit=(test_users, test_items))
+        else:
+            estimator.fit(train)
     except FloatingPointError as error:
         if error_score == "raise":
             raise
@@ -122,6 +128,9 @@ def fit_and_score(model, params, train, test, scoring, n_threads, error_score,
     if keep_estimator:
         result["estimator"] = estimator.set_params(**own_output)
     return result
+
+
+INTERRUPT_POLL_SECONDS = 0.1
 
 
 def run_tasks(tasks, n_workers, on_done=None):
@@ -148,11 +157,18 @@ def run_tasks(tasks, n_workers, on_done=None):
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="mfsgd-cv") as pool:
         futures = {pool.submit(run, task): index for index, task in enumerate(tasks)}
         try:
-            for future in as_completed(futures):
-                index = futures[future]
-                results[index] = future.result()
-                if on_done is not None:
-                    on_done(index, results[index])
+            pending = set(futures)
+            while pending:
+                # Short waits: the operating system may hand SIGINT to any thread, and then
+                # only the main thread's return to Python code runs the handler.  A blocking
+                # wait would hold Ctrl-C back until a fold fit ends.
+                done, pending = wait(pending, timeout=INTERRUPT_POLL_SECONDS,
+                                     return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=futures.get):
+                    index = futures[future]
+                    results[index] = future.result()
+                    if on_done is not None:
+                        on_done(index, results[index])
         except BaseException:
             stop.set()
             for future in futures:
@@ -162,7 +178,7 @@ def run_tasks(tasks, n_workers, on_done=None):
 
 
 def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
-                   return_estimator=False, verbose=False, error_score=np.nan):
+                   return_estimator=False, verbose=False, error_score=np.nan, implicit=None):
     """Fit and score a clone of `model` on every fold of a cross-validation.
 
     Parameters
@@ -177,9 +193,9 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
         calls (and searches) compare models on the same splits; pass a KFold with another
         random_state for other folds.  A splitter is mfsgd's KFold or PredefinedSplit, a
         scikit-learn splitter (KFold, ShuffleSplit, StratifiedKFold, ...: its index arrays
-        are positions into the ratings' CSR order; it gets one sample per rating and the
-        ratings as y, no groups), or anything with ``split(ratings)`` and ``get_n_splits()``
-        yielding rating sets or position arrays.  Pairs are rating sets (each side a
+        are positions into the ratings' CSR order; it gets one sample per rating, the class
+        of each rating's value as y, and no groups), or anything with ``split(ratings)``
+        and ``get_n_splits()`` yielding rating sets or position arrays.  Pairs are rating sets (each side a
         Ratings, scipy.sparse matrix or tuple) or position arrays.
     scoring : str or sequence of str, default=("rmse", "mae")
         Metrics computed on each test fold from ``model.predict`` (lower is better).  Test
@@ -199,6 +215,12 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
     error_score : "raise" or float, default=nan
         Score of a fold whose fit diverges (DivergenceError), with a RuntimeWarning; "raise"
         raises instead.  Other errors always raise.
+    implicit : None or "test", default=None
+        "test": Koren's protocol for SVD++ (the Netflix Prize setting) — each fold's model is
+        fitted with the fold's test pairs (not their ratings) as implicit feedback
+        (``fit(train, implicit=(test users, test items))``), as when it is known which items
+        a user rated but not how.  The model must take ``implicit`` (:class:`mfsgd.SVDpp`).
+        Its scores use information a plain evaluation does not have: report them apart.
 
     Returns
     -------
@@ -207,13 +229,19 @@ def cross_validate(model, ratings, cv=5, scoring=("rmse", "mae"), n_jobs=1,
         one value per fold; "estimator": list of fitted models with `return_estimator`.
     """
     names = check_scoring(scoring)
+    if implicit is not None:
+        if implicit != "test":
+            raise ValueError(f"implicit must be None or 'test', got {implicit!r}")
+        if "implicit" not in inspect.signature(model.fit).parameters:
+            raise TypeError(f"implicit='test' needs a model whose fit takes implicit feedback "
+                            f"(mfsgd.SVDpp), got {type(model).__name__}")
     n_jobs = check_n_jobs(n_jobs)
     error_score = check_error_score(error_score)
     folds = list(check_cv(cv).split(ratings))
     n_workers = min(n_jobs, len(folds))
     n_threads = threads_per_fit(n_workers)
     tasks = [partial(fit_and_score, model, None, train, test, names, n_threads, error_score,
-                   bool(return_estimator)) for train, test in folds]
+                   bool(return_estimator), implicit) for train, test in folds]
 
     with TaskProgress("cross_validate", len(tasks), int(verbose)) as progress:
         def report(index, result):

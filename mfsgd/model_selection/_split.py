@@ -280,7 +280,9 @@ class PositionSplitter:
     """Any other splitter, as one that yields (train, test) rating sets.
 
     A scikit-learn splitter is called as ``split(X, y)`` with a placeholder X of one row per
-    rating and y the ratings (so StratifiedKFold stratifies by rating value); any other as
+    rating and y the class of each rating's value (the rank of the value among the distinct
+    ratings: 0, 1, ...), so that StratifiedKFold stratifies by rating value, half stars
+    included, which scikit-learn would take for continuous targets; any other as
     ``split(ratings)``.  Yielded index arrays (or boolean masks) are positions into the
     ratings' CSR order (``Ratings.take``); yielded rating sets pass through.
 
@@ -328,8 +330,8 @@ class PositionSplitter:
         if ratings is not None or _from_scikit_learn(self.splitter):
             ratings = as_ratings("ratings", ratings)
         if _from_scikit_learn(self.splitter):
-            pairs = _explained(self.splitter.split(_placeholder(len(ratings)), ratings.data),
-                               self.splitter)
+            pairs = _explained(self.splitter.split(_placeholder(len(ratings)),
+                                                   _value_classes(ratings.data)), self.splitter)
         else:
             pairs = self.splitter.split(ratings)
         for fold, pair in enumerate(pairs):
@@ -362,12 +364,19 @@ def _explained(pairs, splitter):
         yield from pairs
     except (ValueError, TypeError) as error:
         raise type(error)(f"cv={splitter!r} cannot split the ratings: {error} (mfsgd passes "
-                          f"it one sample per rating, with the rating as y and no groups)") \
+                          f"it one sample per rating, with the class of its rating value as y and "
+                          f"no groups)") \
             from error
 
 
 def _from_scikit_learn(splitter):
     return type(splitter).__module__.split(".")[0] == "sklearn"
+
+
+def _value_classes(values):
+    """y for a scikit-learn splitter: each rating's value as a class label (its rank among
+    the distinct values), which stratified splitters accept whatever the rating scale."""
+    return np.unique(values, return_inverse=True)[1].reshape(-1)
 
 
 def _placeholder(n):

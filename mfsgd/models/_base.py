@@ -37,6 +37,7 @@ from ..data._idmap import IdMap, as_id_list, first_unknown
 from ..data.ratings import as_ratings
 from ..exceptions import DivergenceError, NotFittedError
 from ..training.guards import deferred_interrupts, exclusive_training
+from ..training.heap import release_freed_memory
 from ..training.loop import LocalBackend, continue_training, train_epochs
 from ..training.seen import seen_from_ratings
 from ..training.setup import adopt, fingerprint, hold_out, indexed_pairs, lay_out
@@ -203,6 +204,13 @@ class FactorModel(EstimatorMixin):
         self._forget_fit()
         self._take_titles(X, replace_all=True)
         state, valid_pairs = self._new_state(train, valid, params, rng)
+        shape = (train.n_users, train.n_items)
+        # The layout holds its own copy of the ratings: without the last reference to the
+        # converted rating set, its values are freed before the factors exist (peak memory).
+        del train
+        release_freed_memory()
+        for name, array in self._initial_arrays(rng, *shape, params).items():
+            setattr(state, name, array)
         self._state = state
         kernel = self._kernel(params)
         try:
@@ -214,7 +222,8 @@ class FactorModel(EstimatorMixin):
         return self
 
     def _new_state(self, train, valid, params, rng):
-        """A fresh FitState for `train` and the validation pairs in its index space."""
+        """A fresh FitState for `train` and the validation pairs in its index space; its
+        learned arrays have no rows yet (the layout comes first, see :meth:`_fit`)."""
         user_map, item_map = IdMap(train.user_ids), IdMap(train.item_ids)
         # Held-out ratings for early stopping were rated too: remember them before the split.
         seen_indptr, seen_indices = seen_from_ratings(train)
@@ -224,7 +233,7 @@ class FactorModel(EstimatorMixin):
         global_mean = float(np.mean(train.data, dtype=np.float64)) if self.biased else 0.0
         state = self.state_class(
             rating_range=train.rating_range, global_mean=global_mean,
-            **self._initial_arrays(rng, train.n_users, train.n_items, params),
+            **self._initial_arrays(rng, 0, 0, params),
             user_map=user_map, item_map=item_map, seen_indptr=seen_indptr,
             seen_indices=seen_indices, rng=rng)
         lay_out(state, train, self.n_blocks, rng)

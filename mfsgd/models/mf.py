@@ -293,7 +293,7 @@ class MFKernel:
                        layout.items, layout.ratings, blocks, layout.order, layout.block_sse,
                        state.global_mean, lr, params["regularization"],
                        params["bias_regularization"], self.flags, seed, params["n_threads"],
-                       state.n_factors, layout.block_seconds)
+                       state.n_factors, layout.block_seconds, None, layout.block_cpu_seconds)
         return layout.block_sse
 
     def run_block(self, block, arrays, index, n_blocks, global_mean, n_factors, lr, seed):

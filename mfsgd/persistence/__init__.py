@@ -17,6 +17,13 @@ The file is a plain ``np.savez`` archive of numeric and unicode arrays, readable
 - ``item_titles_ids``, ``item_titles`` (optional): the model's ``item_titles_`` as two arrays;
 - ``sha256`` (str): SHA-256 over every other array's name, dtype, shape and bytes.
 
+Format 2 adds ``model_class`` (str), the estimator's class name, and the saved fields of its
+own FitState subclass (for :class:`~mfsgd.SVDpp`: ``user_p``, ``implicit_factors``,
+``implicit_indptr``, ``implicit_indices``).  A MatrixFactorization is still written as format
+1 (no ``model_class``), which earlier mfsgd versions read; a format-1 file is a
+MatrixFactorization.  ``load(path, cls)`` builds the file's class, which must be `cls` or a
+subclass of it (:func:`mfsgd.load` accepts every class).
+
 ``load`` reads no array before it has checked the member names (only these), every .npy header
 (dtype and number of dimensions as above, a shape that matches the member's declared size) and
 the declared sizes (at most 64 times the file's size in all; see :mod:`mfsgd.persistence._npz`),
@@ -44,8 +51,13 @@ from ..training.state import FitState
 from ._checks import FieldError, check_contents, jsonable
 from ._npz import Archive
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DIGEST_KEY = "sha256"
+# The model classes a file can name (format 2), and where they live: imported when a file
+# names them (the models import this module).
+MODEL_CLASSES = {"MatrixFactorization": "mfsgd.models.mf", "SVDpp": "mfsgd.models.svdpp"}
+# The class of a format-1 file, which names none.
+DEFAULT_CLASS = "MatrixFactorization"
 
 _FLOATS, _TEXT, _IDS = ("f4", "f8"), ("U",), ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "U")
 
@@ -134,10 +146,13 @@ CODECS = {
 }
 
 
-def _schema(state_class):
-    """{member: (dtypes, ndim)} of every array a file of `state_class` holds."""
+def _schema(state_class, named=False):
+    """{member: (dtypes, ndim)} of every array a file of `state_class` holds (with
+    ``model_class`` when `named`)."""
     schema = {"format_version": (("i8",), 0), "library_version": (_TEXT, 0),
               "params_json": (_TEXT, 0)}
+    if named:
+        schema["model_class"] = (_TEXT, 0)
     for f in state_class.saved_fields():
         schema.update(CODECS[f.metadata["saved"]].members(f))
     schema[DIGEST_KEY] = (_TEXT, 0)
@@ -147,6 +162,7 @@ def _schema(state_class):
 # name: (allowed dtypes, ignoring byte order; "U" is any unicode width), number of dimensions)
 SCHEMA = _schema(FitState)
 OPTIONAL = {"item_titles_ids": (_IDS, 1), "item_titles": (_TEXT, 1)}
+
 
 
 def save(model, path):
@@ -197,11 +213,12 @@ def load(path, cls):
     ----------
     path : str or os.PathLike
     cls : type
-        The estimator class to build (``MatrixFactorization``).
+        The estimator class asked for: the file's class must be `cls` or a subclass
+        (``FactorModel`` accepts every model).
 
     Returns
     -------
-    model : cls
+    model : the file's class
         A fitted model equal, array for array, to the saved one.  It predicts and recommends
         at once.  ``partial_fit`` works: it rebuilds the training layout (not stored) from
         the data it is given with the saved random generator, so continuing is reproducible
@@ -213,14 +230,15 @@ def load(path, cls):
     ValueError
         Naming the file: when it is not an mfsgd model file, is truncated or was altered (its
         digest does not match), declares arrays out of proportion to its size, holds values a
-        trained model cannot hold (naming the field), or was written in a newer format.
+        trained model cannot hold (naming the field), or was written in a newer format; also
+        when it holds a model of another class than `cls` (naming it and its ``load``).
     """
     path = _checked_path(path)
-    arrays = _read_arrays(path, _schema(cls.state_class))
+    arrays, file_cls = _read_arrays(path, cls)
     _check_digest(arrays, path)
     arrays = {name: _native(array) for name, array in arrays.items()}
     try:
-        return _model_from_arrays(arrays, cls)
+        return _model_from_arrays(arrays, file_cls)
     except FieldError as error:
         raise ValueError(f"{path}: inconsistent mfsgd model file: {error}") from None
 
@@ -251,11 +269,18 @@ def digest(arrays):
 def _model_arrays(model):
     """The arrays :func:`save` writes for a fitted model (without the digest)."""
     state = model.fit_state_
+    name = type(model).__name__
+    if MODEL_CLASSES.get(name) != type(model).__module__:
+        raise TypeError(f"cannot save a {name}: the model file format knows the classes "
+                        f"{sorted(MODEL_CLASSES)}")
+    named = name != DEFAULT_CLASS
     arrays = {
-        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "format_version": np.array(2 if named else 1, dtype=np.int64),
         "library_version": np.array(__version__),
         "params_json": np.array(json.dumps(_params_for_json(model.get_params()))),
     }
+    if named:
+        arrays["model_class"] = np.array(name)
     texts = {}
     for f in state.saved_fields():
         codec = CODECS[f.metadata["saved"]]
@@ -357,14 +382,17 @@ def _params_for_json(params):
 
 
 # ---------------------------------------------------------------------- reading
-def _read_arrays(path, schema):
-    """Every array of the model file at `path`, each checked against `schema` (the arrays of
-    the model's state; see :func:`_schema`) before it is read."""
-    with Archive(path, max_members=len(schema) + len(OPTIONAL)) as archive:
+def _read_arrays(path, cls):
+    """Every array of the model file at `path` and the model class it holds; each array is
+    checked against the schema of that class's state (see :func:`_schema`) before it is read."""
+    with Archive(path, max_members=_most_members()) as archive:
         if "format_version" not in archive.infos:
             raise ValueError(f"{path}: not an mfsgd model file (no format_version)")
-        headers = {"format_version": _checked_header(archive, "format_version", schema)}
-        _check_format_version(archive.read(headers["format_version"]), archive, path)
+        headers = {"format_version": _checked_header(archive, "format_version", SCHEMA)}
+        version = int(archive.read(headers["format_version"]))
+        _check_format_version(version, archive, path)
+        file_cls = _file_class(archive, version, cls, path)
+        schema = _schema(file_cls.state_class, named=version >= 2)
         missing = [name for name in schema if name not in archive.infos]
         if missing:
             raise ValueError(f"{path}: missing array {missing[0]!r}")
@@ -374,7 +402,38 @@ def _read_arrays(path, schema):
         if ("item_titles_ids" in archive.infos) != ("item_titles" in archive.infos):
             raise ValueError(f"{path}: item_titles_ids and item_titles must come together")
         headers.update((name, _checked_header(archive, name, schema)) for name in archive.names)
-        return {name: archive.read(header) for name, header in headers.items()}
+        return {name: archive.read(header) for name, header in headers.items()}, file_cls
+
+
+def _model_class(name):
+    import importlib
+    return getattr(importlib.import_module(MODEL_CLASSES[name]), name)
+
+
+def _most_members():
+    """The most arrays a model file of any class holds (the zip directory is checked against
+    it before anything is read)."""
+    return max(len(_schema(_model_class(name).state_class, named=True))
+               for name in MODEL_CLASSES) + len(OPTIONAL)
+
+
+def _file_class(archive, version, cls, path):
+    """The model class a file holds (format 1: MatrixFactorization), which must be `cls` or a
+    subclass of it."""
+    name = DEFAULT_CLASS
+    if version >= 2:
+        if "model_class" not in archive.infos:
+            raise ValueError(f"{path}: missing array 'model_class'")
+        name = str(archive.read(_checked_header(archive, "model_class",
+                                                {"model_class": (_TEXT, 0)})))
+        if name not in MODEL_CLASSES:
+            raise ValueError(f"{path}: unknown model class {name[:40]!r} (this mfsgd knows "
+                             f"{sorted(MODEL_CLASSES)})")
+    file_cls = _model_class(name)
+    if not issubclass(file_cls, cls):
+        raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with "
+                         f"mfsgd.{name}.load or mfsgd.load")
+    return file_cls
 
 
 def _checked_header(archive, name, schema):

@@ -66,6 +66,8 @@ def check_contents(arrays, cls):
     _check_ids(arrays, "user", len(arrays["user_bias"]))
     _check_ids(arrays, "item", len(arrays["item_bias"]))
     _check_scalars(arrays)
+    # A model's own fields beyond FitState's (raises FieldError).
+    cls.state_class.check_saved(arrays)
     try:
         check_seen(arrays["seen_indptr"], arrays["seen_indices"], len(arrays["user_bias"]),
                    len(arrays["item_bias"]), "seen items")

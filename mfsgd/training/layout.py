@@ -146,10 +146,10 @@ class BlockLayout:
 
     Block ``b`` (row block ``b // n_blocks``, column block ``b % n_blocks``) holds runs
     ``block_ptr[b]:block_ptr[b + 1]``; run ``j`` is user ``run_user[j]``'s ratings
-    ``items[run_ptr[j]:run_ptr[j + 1]]`` / ``ratings[...]``.  `order`, `block_sse` and
-    `block_seconds` are the kernel's scratch space (visiting order of runs, squared error and
-    seconds per block); `schedule` is the block schedule of the epoch `block_seconds` was
-    measured in (see :func:`block_schedule`).
+    ``items[run_ptr[j]:run_ptr[j + 1]]`` / ``ratings[...]``.  `order`, `block_sse`,
+    `block_seconds` and `block_cpu_seconds` are the kernel's scratch space (visiting order of
+    runs, squared error, wall and thread CPU seconds per block); `schedule` is the block
+    schedule of the epoch the seconds were measured in (see :func:`block_schedule`).
     """
 
     n_blocks: int
@@ -161,6 +161,7 @@ class BlockLayout:
     order: np.ndarray
     block_sse: np.ndarray
     block_seconds: np.ndarray
+    block_cpu_seconds: np.ndarray
     schedule: np.ndarray = None
 
     @property
@@ -168,7 +169,7 @@ class BlockLayout:
         """Memory held by the layout arrays."""
         return sum(a.nbytes for a in (self.block_ptr, self.run_user, self.run_ptr, self.items,
                                       self.ratings, self.order, self.block_sse,
-                                      self.block_seconds))
+                                      self.block_seconds, self.block_cpu_seconds))
 
 
 def build_layout(ratings, n_blocks, rng, item_counts=None):
@@ -233,7 +234,7 @@ def _fill(indptr, indices, data, row_block, col_block, n_blocks, seed, first_run
                      rating_start, run_user, run_ptr, items, values, seed, first_run)
     return BlockLayout(n_blocks, block_ptr, run_user, run_ptr, items, values,
                        np.empty(n_runs, dtype=np.int32), np.zeros(n_blocks * n_blocks),
-                       np.zeros(n_blocks * n_blocks))
+                       np.zeros(n_blocks * n_blocks), np.zeros(n_blocks * n_blocks))
 
 
 def block_schedule(n_blocks, rng):

@@ -136,6 +136,11 @@ class FitState:
         """Names of the arrays SGD updates."""
         return [f.name for f in fields(cls) if f.metadata.get("trained")]
 
+    @classmethod
+    def check_saved(cls, arrays):
+        """Check the saved fields that FitState does not declare (none here); a subclass with
+        more fields overrides it and raises ``mfsgd.persistence._checks.FieldError``."""
+
     # ------------------------------------------------------------------ sizes
     @property
     def n_users(self):
