@@ -141,6 +141,10 @@ class DaskMatrixFactorization(MatrixFactorization):
                                                                rng)
         blocks = _pipeline.place_blocks(client, indexed, row_block, col_block,
                                         state.layout.n_blocks, seed)
+        # As a local fit: the initial factors are drawn after the block assignment.
+        for name, array in self._initial_arrays(rng, len(indexed.user_ids),
+                                                len(indexed.item_ids), params).items():
+            setattr(state, name, array)
         del indexed
         valid = None if valid_ratings is None else indexed_pairs(state, valid_ratings)
         self._placed = (client, blocks)
@@ -163,8 +167,9 @@ class DaskMatrixFactorization(MatrixFactorization):
         return self
 
     def _summary_state(self, indexed, params, rng):
-        """A fresh FitState from the distributed summary of the ratings, drawing the initial
-        factors from `rng` as a local fit does; its layout says only how many blocks."""
+        """A fresh FitState from the distributed summary of the ratings, with no factor rows
+        yet (as a local fit, the factors are drawn after the block assignment); its layout
+        says only how many blocks."""
         n_users, n_items = len(indexed.user_ids), len(indexed.item_ids)
         if self.biased and not indexed.sum_is_exact:
             warnings.warn("the sum of these ratings is not exact in float64, so the global "
@@ -173,7 +178,7 @@ class DaskMatrixFactorization(MatrixFactorization):
         state = self.state_class(
             rating_range=indexed.rating_range,
             global_mean=indexed.global_mean if self.biased else 0.0,
-            **self._initial_arrays(rng, n_users, n_items, params),
+            **self._initial_arrays(rng, 0, 0, params),
             user_map=IdMap(indexed.user_ids), item_map=IdMap(indexed.item_ids),
             seen_indptr=np.zeros(n_users + 1, dtype=np.int64),
             seen_indices=np.zeros(0, dtype=np.int32), rng=rng)
