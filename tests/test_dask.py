@@ -410,7 +410,7 @@ def test_is_a_matrix_factorization_that_checkpoints_every_sub_epoch_by_default()
         model.partial_fit(_small_frame())
 
 
-def test_import_error_names_the_extra():
+def test_import_error_names_the_extra(tmp_path):
     code = ("import sys\n"
             "class Block:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
@@ -424,7 +424,7 @@ def test_import_error_names_the_extra():
             "except ImportError as error:\n"
             "    print(error)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'pip install "mfsgd[dask]"' in result.stdout
 
