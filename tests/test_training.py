@@ -166,6 +166,30 @@ def test_callbacks_receive_records_and_can_stop(data):
         model(callbacks=[1]).fit(data[0])
 
 
+def test_draw_epoch_on_a_copy_of_the_generator_is_the_next_epochs_schedule_and_seed(data):
+    """What a backend that starts the next epoch early draws (from a copy of the generator,
+    after an epoch's end) is what the loop then runs."""
+    import copy
+
+    from mfsgd.training.loop import draw_epoch
+
+    drawn, used = [], []
+
+    def record_draws(record, fitted):
+        state = fitted.fit_state_
+        used.append((state.layout.schedule.copy(), state.rng.bit_generator.state))
+        rng = copy.deepcopy(state.rng)
+        drawn.append((draw_epoch(state.layout.n_blocks, rng), rng.bit_generator.state))
+
+    fitted = model(n_epochs=4, n_blocks=3, callbacks=record_draws).fit(data[0])
+    assert len(used) == 4
+    for ((blocks, seed), rng_after), (schedule, rng_at_next_end) in zip(drawn[:-1], used[1:]):
+        assert np.array_equal(blocks, schedule)
+        assert isinstance(seed, int) and 0 <= seed < 2**63
+        assert rng_after == rng_at_next_end      # the loop drew exactly these, nothing else
+    assert fitted.fit_state_.partial_epoch is None
+
+
 def test_show_progress_without_tqdm_falls_back_to_lines(data, monkeypatch, capsys):
     real_import = builtins.__import__
 

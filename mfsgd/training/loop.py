@@ -42,6 +42,11 @@ The **backend** says where the blocks run; the loop calls:
     After an epoch's last ``run``: bring the current arrays into the state before the loop
     reads them (penalty, divergence check, validation, callbacks, early stopping).
 
+A backend may start the next epoch before the loop asks for it (once the current epoch has
+started, the generator draws nothing until the next epoch's start): with the draws
+:func:`draw_epoch` makes from a copy of ``state.rng``, which the loop then makes itself,
+unless training stops first.
+
 :class:`LocalBackend` runs the kernel in this process (OpenMP threads over the blocks of a
 sub-epoch).  A distributed backend runs the same blocks as tasks elsewhere: it can lay each
 block out alone (:func:`mfsgd.training.layout.lay_out_block`) and run it alone
@@ -217,8 +222,7 @@ class _Epochs:
         part = state.partial_epoch
         if part is None:
             n_blocks = state.layout.n_blocks
-            blocks = block_schedule(n_blocks, state.rng)
-            seed = int(state.rng.integers(0, 2**63))
+            blocks, seed = draw_epoch(n_blocks, state.rng)
             part = state.partial_epoch = PartialEpoch(blocks, seed, np.zeros(n_blocks ** 2))
             state.layout.schedule = blocks          # what the layout's block_seconds refer to
         n_sub = len(part.blocks)
@@ -248,6 +252,24 @@ class _Epochs:
         for value in part.block_sse.tolist():
             sse += value
         return sse, part.seconds
+
+
+def draw_epoch(n_blocks, rng):
+    """The random draws that start an epoch, in the loop's order: the block schedule
+    (:func:`mfsgd.training.layout.block_schedule`), then the kernel seed.
+
+    A backend that starts the next epoch before the loop has ended the current one (a
+    distributed backend keeping its workers busy while the client gathers the factors,
+    computes the objective and runs the callbacks) draws it with this function from a copy
+    of the state's generator.
+
+    Returns
+    -------
+    blocks : ndarray of int32, shape (n_blocks, n_blocks)
+    seed : int
+    """
+    blocks = block_schedule(n_blocks, rng)
+    return blocks, int(rng.integers(0, 2**63))
 
 
 def _check_finite(sse, penalty, lr, epoch):
