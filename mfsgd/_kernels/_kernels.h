@@ -214,14 +214,16 @@ static inline void mf_use_level(int level, int wide)
     else { mf_block_f32_narrow = f32; mf_block_f64_narrow = f64; mf_isa_narrow = name; }
 }
 
-/* Select the kernels: "auto" (the best for each k on this CPU), or "avx512", "avx2",
- * "baseline" for every k.  Returns NULL when that instruction set is not available here. */
-static inline const char *mf_select_isa(const char *wanted)
+/* Select a kernel family's instruction set through its `use_level(level, wide)`: "auto"
+ * (the best for each row width on this CPU), or "avx512", "avx2", "baseline" for every width.
+ * Returns NULL when that instruction set is not available here.  Shared by every kernel
+ * family, so that they all accept the same names. */
+static inline const char *kernels_select_isa(const char *wanted, void (*use_level)(int, int))
 {
     int best = mf_best_isa(), level;
     if (strcmp(wanted, "auto") == 0) {
-        mf_use_level(best >= 1 ? 1 : 0, 0);
-        mf_use_level(best, 1);
+        use_level(best >= 1 ? 1 : 0, 0);
+        use_level(best, 1);
         return "auto";
     }
     if (strcmp(wanted, "avx512") == 0) level = 2;
@@ -229,9 +231,15 @@ static inline const char *mf_select_isa(const char *wanted)
     else if (strcmp(wanted, "baseline") == 0) level = 0;
     else return NULL;
     if (level > best) return NULL;
-    mf_use_level(level, 0);
-    mf_use_level(level, 1);
+    use_level(level, 0);
+    use_level(level, 1);
     return wanted;
+}
+
+/* The MF kernels' instruction set (see kernels_select_isa). */
+static inline const char *mf_select_isa(const char *wanted)
+{
+    return kernels_select_isa(wanted, mf_use_level);
 }
 
 /* Name of the instruction set used for factor count k. */

@@ -165,20 +165,7 @@ static inline void svd_use_level(int level, int wide)
  * instruction set is not available here. */
 static inline const char *svd_select_isa(const char *wanted)
 {
-    int best = mf_best_isa(), level;
-    if (strcmp(wanted, "auto") == 0) {
-        svd_use_level(best >= 1 ? 1 : 0, 0);
-        svd_use_level(best, 1);
-        return "auto";
-    }
-    if (strcmp(wanted, "avx512") == 0) level = 2;
-    else if (strcmp(wanted, "avx2") == 0) level = 1;
-    else if (strcmp(wanted, "baseline") == 0) level = 0;
-    else return NULL;
-    if (level > best) return NULL;
-    svd_use_level(level, 0);
-    svd_use_level(level, 1);
-    return wanted;
+    return kernels_select_isa(wanted, svd_use_level);
 }
 
 static inline const char *svd_isa_for(int k, int size)
