@@ -181,3 +181,51 @@ def test_threads_default_compares_and_stops_its_busy_process(benchmarks):
     row = threads_default.compare(train, valid, repeats=1, busy=True)
     assert row["ratio"] == pytest.approx(row["default_s"] / row["one_thread_s"])
     assert len(row["one_thread_all"]) == len(row["default_all"]) == 1
+
+
+def test_paired_summary_takes_per_round_ratios(benchmarks):
+    from benchmarks import paired
+    cell = {"n_train": 1_000_000, "rounds": 2,
+            "seconds": {"1": [2.0, 2.0], "1/nb1": [2.0, 1.6], "2": [1.0, 1.25],
+                        "1+1": [2.0, 2.5]}}
+    s = paired.summarize(cell)
+    assert s["speedup"]["median"] == pytest.approx((2.0 + 1.6) / 2)
+    assert s["ceiling"]["q1"] == pytest.approx(1.6 + 0.25 * 0.4)
+    assert s["efficiency"]["median"] == pytest.approx(1.0)
+    assert s["blocks_cost"]["q3"] == pytest.approx(1.0 + 0.75 * 0.25)
+    # Only the first round had two full cores (ceiling 2.0 >= 1.9).
+    assert s["full_rounds"] == 1 and s["speedup_full"] == pytest.approx(2.0)
+    assert s["mupd_s"]["2"] == pytest.approx(1.0 / 1.125)
+
+
+def test_paired_twin_trains_its_own_factors_over_shared_ratings(benchmarks):
+    import mfsgd
+    from benchmarks import paired_cell
+    train = mfsgd.make_synthetic(n_users=300, n_items=100, n_ratings=6000)
+    state, params = paired_cell._fitted(train, 8, 1, "auto", 0)
+    before = {name: getattr(state, name).copy()
+              for name in ("user_factors", "item_factors", "user_bias", "item_bias")}
+    ratings_before = state.layout.ratings.copy()
+    twin = paired_cell._opened(paired_cell._twin(state), params, 1)
+    paired_cell._epoch(twin)
+    assert twin["state"].layout.items is state.layout.items
+    assert not np.array_equal(twin["state"].user_factors, before["user_factors"])
+    for name, values in before.items():
+        np.testing.assert_array_equal(getattr(state, name), values)
+    np.testing.assert_array_equal(state.layout.ratings, ratings_before)
+
+
+def test_paired_benchmark_writes_json_and_markdown(benchmarks, tmp_path):
+    from benchmarks import paired
+    results = paired.main(["--ratings", "20k", "--skew", "1.1", "--factors", "4",
+                           "--rounds", "2", "--data-dir", str(tmp_path / "data"),
+                           "--out", str(tmp_path)])
+    saved = json.loads(Path(results["files"]["json"]).read_text())
+    [cell] = saved["cells"]
+    assert cell["n_factors"] == 4 and cell["rounds"] == 2 and cell["data"] == "Zipf 1.1"
+    assert {name: len(v) for name, v in cell["seconds"].items()} == {
+        "1": 2, "1/nb1": 2, "2": 2, "1+1": 2}
+    assert all(t > 0 for v in cell["seconds"].values() for t in v)
+    assert {"speedup", "ceiling", "efficiency", "blocks_cost"} <= set(cell["summary"])
+    text = Path(results["files"]["markdown"]).read_text()
+    assert "| Zipf 1.1 |" in text and "machine ceiling" in text
