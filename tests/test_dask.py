@@ -349,6 +349,31 @@ def test_callback_stop_leaves_the_local_state(small_client, frame):
     _assert_same_model(model, local)
 
 
+def test_interrupted_fit_keeps_the_seen_items_of_the_local_fit(small_client, frame):
+    """Ctrl-C after epoch 2 leaves the model at epoch 2, as a local fit: with the index of
+    each user's rated items too, so that recommend(exclude_seen=True) still leaves them out."""
+    def interrupt_at_2(record, model):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    params = dict(n_factors=4, n_epochs=6, n_blocks=3, random_state=11,
+                  callbacks=interrupt_at_2)
+    local = mfsgd.MatrixFactorization(**params)
+    with pytest.raises(KeyboardInterrupt):
+        local.fit(mfsgd.Ratings.from_dataframe(frame, user="uid", item="movie", rating="stars"))
+    model = DaskMatrixFactorization(client=small_client, **params)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(dd.from_pandas(frame, npartitions=2), user="uid", item="movie",
+                  rating="stars")
+    assert len(model.history_) == len(local.history_) == 2
+    _assert_same_model(model, local)
+    user = frame["uid"].iloc[0]
+    rated = set(frame.loc[frame["uid"] == user, "movie"])
+    items, _ = model.recommend(user, n=150)
+    assert rated and not rated & set(items)
+    assert list(items) == list(local.recommend(user, n=150)[0])
+
+
 def test_callbacks_receive_the_estimator_and_each_record(small_client, frame):
     seen = []
     params = dict(n_factors=4, n_epochs=3, n_blocks=2, random_state=0)

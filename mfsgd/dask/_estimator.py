@@ -110,9 +110,9 @@ class DaskMatrixFactorization(MatrixFactorization):
 
         Notes
         -----
-        After training, the client gathers which items each user rated (item indices, 4
+        Before training, the client gathers which items each user rated (item indices, 4
         bytes per rating, no rating values), for ``recommend(exclude_seen=True)`` and
-        ``save``.
+        ``save``; a fit interrupted by Ctrl-C keeps them with its last complete epoch.
         """
         with self._training_call("fit"):
             return self._fit_dask(ddf, user, item, rating, validation)
@@ -147,6 +147,11 @@ class DaskMatrixFactorization(MatrixFactorization):
             setattr(state, name, array)
         del indexed
         valid = None if valid_ratings is None else indexed_pairs(state, valid_ratings)
+        # Before training, so that a model left by an interrupt (at its last complete epoch,
+        # as a local fit) also knows which items each user rated: recommend(exclude_seen=True)
+        # and save need it.
+        state.seen_indptr, state.seen_indices = _gather_seen(client, blocks, state.n_users,
+                                                             state.n_items)
         self._placed = (client, blocks)
         self._state = state
         kernel = self._kernel(params)
@@ -161,8 +166,6 @@ class DaskMatrixFactorization(MatrixFactorization):
             self.__dict__.pop("_placed", None)
             self.__dict__.pop("_training_backend", None)
         self.driver_stats_ = dict(backend.stats)
-        state.seen_indptr, state.seen_indices = _gather_seen(client, blocks, state.n_users,
-                                                             state.n_items)
         state.layout = None          # the blocks on the workers are released with it
         return self
 
