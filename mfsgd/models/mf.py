@@ -2,12 +2,10 @@
 import numpy as np
 
 from .._kernels import _sgd
-from .._validation import (as_rating_array, check_choice, check_dtype, check_float, check_int,
-                           check_n_threads)
+from .._validation import as_rating_array
 from ..training.layout import aligned_copy, aligned_empty, aligned_full, kernel_rows
 from ._base import FactorModel
-
-LEARNING_RATE_SCHEDULES = ("constant", "inverse", "adagrad")
+from ._sgd_params import LEARNING_RATE_SCHEDULES, check_sgd_params  # noqa: F401 (re-export)
 
 
 class MatrixFactorization(FactorModel):
@@ -139,39 +137,7 @@ class MatrixFactorization(FactorModel):
         TypeError, ValueError
             Naming the first bad parameter.
         """
-        params = {
-            "n_factors": check_int("n_factors", self.n_factors, 1),
-            "n_epochs": check_int("n_epochs", self.n_epochs, 0),
-            "learning_rate": check_float("learning_rate", self.learning_rate,
-                                         strictly_positive=True),
-            "regularization": check_float("regularization", self.regularization, minimum=0.0),
-            "init_std": check_float("init_std", self.init_std, minimum=0.0),
-            "learning_rate_schedule": check_choice("learning_rate_schedule",
-                                                   self.learning_rate_schedule,
-                                                   LEARNING_RATE_SCHEDULES),
-            "learning_rate_decay": check_float("learning_rate_decay", self.learning_rate_decay,
-                                               minimum=0.0),
-            "dtype": check_dtype("dtype", self.dtype),
-            "patience": check_int("patience", self.patience, 1),
-            "tol": check_float("tol", self.tol, minimum=0.0),
-        }
-        params["bias_regularization"] = (
-            params["regularization"] if self.bias_regularization is None
-            else check_float("bias_regularization", self.bias_regularization, minimum=0.0))
-        fraction = check_float("validation_fraction", self.validation_fraction)
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}")
-        params["validation_fraction"] = fraction
-        for name in ("biased", "non_negative", "verbose", "early_stopping", "show_progress"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.n_blocks != "auto":
-            check_int("n_blocks", self.n_blocks, 1)
-        params["biased"] = self.biased
-        params["non_negative"] = self.non_negative
-        params["callbacks"] = _checked_callbacks(self.callbacks)
-        params["n_threads"] = check_n_threads("n_threads", self.n_threads)
-        return params
+        return check_sgd_params(self)
 
     # ------------------------------------------------------------------ hooks of FactorModel
     def _initial_arrays(self, rng, n_users, n_items, params):
@@ -365,19 +331,3 @@ class MFKernel:
 
     def publish(self, state):
         """Nothing to do: ``predict`` reads the arrays SGD updates."""
-
-
-def _checked_callbacks(callbacks):
-    if callbacks is None:
-        return []
-    if callable(callbacks):
-        return [callbacks]
-    try:
-        callbacks = list(callbacks)
-    except TypeError:
-        raise TypeError(f"callbacks must be a callable or a list of callables, got "
-                        f"{type(callbacks).__name__}") from None
-    for callback in callbacks:
-        if not callable(callback):
-            raise TypeError(f"callbacks must be callables, got {callback!r}")
-    return callbacks

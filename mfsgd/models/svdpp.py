@@ -26,6 +26,7 @@ from ..training.setup import fingerprint, hold_out, indexed_pairs
 from ..training.state import FitState
 from ..training.svdpp_layout import build_svdpp_layout, implicit_sets
 from ._base import FactorModel, _Learned
+from ._sgd_params import check_sgd_params
 from .mf import MatrixFactorization
 
 
@@ -164,7 +165,7 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
         self.show_progress = show_progress
 
     def checked_params(self):
-        """The parameters, checked and resolved: MatrixFactorization's, plus
+        """The parameters, checked and resolved: those of MatrixFactorization, plus
         ``implicit_learning_rate`` and ``implicit_regularization`` (resolved from the explicit
         ones when None).
 
@@ -174,7 +175,7 @@ patience, tol, callbacks, n_blocks, n_threads, random_state, dtype, verbose, sho
             Naming the first bad parameter, also for the options SVD++ does not offer
             (``learning_rate_schedule="adagrad"``, ``non_negative=True``).
         """
-        params = MatrixFactorization.checked_params(self)
+        params = check_sgd_params(self)
         if params["learning_rate_schedule"] == "adagrad":
             raise ValueError("learning_rate_schedule='adagrad' is not available for SVDpp; "
                              "use 'constant' or 'inverse'")
