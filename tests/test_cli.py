@@ -101,7 +101,7 @@ def test_bench_reports_throughput(tmp_path):
 
 def test_errors_are_one_line_without_traceback(ratings_csv, tmp_path):
     for args, expected in [(("train", str(tmp_path / "missing.csv")), "no such file"),
-                           (("train", str(ratings_csv), "--lr", "-1"), "learning_rate"),
+                           (("train", str(ratings_csv), "--lr", "-1"), "--lr must be > 0"),
                            (("evaluate", str(tmp_path / "none.npz"), "demo"), "none.npz"),
                            (("train", "demo", "--test-size", "2"), "--test-size")]:
         result = run(*args, cwd=tmp_path)
@@ -602,3 +602,62 @@ def test_svdpp_search_draws_the_implicit_parameters(ratings_csv, capsys):
     assert low <= float(flags["--implicit-lr"]) <= high
     code, out, err = main(capsys, *command[1:], "--test-size", "0")
     assert code == 0, err
+
+
+def _tsv(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_errors_name_the_flags_not_the_python_arguments(tmp_path):
+    data = _tsv(tmp_path, "r.tsv", [f"{u}\t{u % 7}\t{1 + u % 5}" for u in range(40)])
+    for flags, expected in [(["--threads", "0"], "mfsgd: error: --threads must be >= 1, got 0"),
+                            (["--lr", "-1"], "mfsgd: error: --lr must be > 0, got -1.0"),
+                            (["--model", "svdpp", "--schedule", "adagrad"],
+                             "mfsgd: error: --schedule adagrad is not available for SVDpp"),
+                            (["--columns", "user,item"], "mfsgd: error: --columns must name")]:
+        result = run("train", data, *flags)
+        assert result.returncode == 1 and expected in result.stderr, (flags, result.stderr)
+        assert "n_threads" not in result.stderr and "learning_rate" not in result.stderr
+    quoted = _tsv(tmp_path, "q.csv", ['"1";"a";"5"', '"2";"b";"3"', '"3";"c";"4"'])
+    result = run("train", quoted)
+    assert result.returncode == 1 and "pass --columns)" in result.stderr, result.stderr
+
+
+def test_duplicates_flag_combines_ratings_the_error_suggests_it(tmp_path):
+    data = _tsv(tmp_path, "d.tsv", ["1\t1\t5", "1\t1\t3"] + [f"{u}\t{u}\t4" for u in range(2, 30)])
+    result = run("train", data, "--test-size", "0")
+    assert result.returncode == 1, result.stderr
+    assert "pass --duplicates last or mean to combine them" in result.stderr
+    model = tmp_path / "m.npz"
+    assert ok(run("train", data, "--test-size", "0", "--duplicates", "mean", "--epochs", "2",
+                  "--save", str(model)))
+    assert mfsgd.load(str(model)).n_users_ == 29
+
+
+def test_header_flag_reads_or_keeps_the_first_line(tmp_path):
+    # A first line of numbers is data to "infer"; --header yes takes it for column names.
+    data = _tsv(tmp_path, "h.tsv", ["1\t2\t3"] + [f"{u}\t{u % 5}\t{1 + u % 5}" for u in range(10, 40)])
+    with_header, without = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert ok(run("train", data, "--test-size", "0", "--epochs", "1", "--header", "yes",
+                  "--save", str(with_header)))
+    assert ok(run("train", data, "--test-size", "0", "--epochs", "1", "--save", str(without)))
+    assert mfsgd.load(str(with_header)).n_users_ == 30
+    assert mfsgd.load(str(without)).n_users_ == 31
+    named = _tsv(tmp_path, "n.tsv", ["user\titem\trating", "1\t1\t5"])
+    result = run("train", named, "--header", "no")
+    assert result.returncode == 1 and "line 1: rating 'rating' is not a number" in result.stderr
+    assert "pass --columns)" in result.stderr, result.stderr
+
+
+def test_in_flags_rewrites_argument_names_only():
+    from mfsgd.cli._messages import in_flags
+    assert in_flags("n_threads must be >= 1, got 0") == "--threads must be >= 1, got 0"
+    assert in_flags("f.csv, line 1: bad (if line 1 is a header, pass header=True)") == \
+        "f.csv, line 1: bad (if line 1 is a header, pass --header yes)"
+    assert in_flags("x; pass encoding=)") == "x; pass --encoding)"
+    # Paths and other words that merely contain a name stay as they are.
+    for text in ("/data/columns=1.csv, line 2: empty user", "sep_columns are fine",
+                 "regularization_path must exist"):
+        assert in_flags(text) == text

@@ -4,7 +4,8 @@ import os
 import sys
 
 from .._version import __version__
-from . import _commands
+from . import _commands, _messages
+from ._commands import DUPLICATE_CHOICES, HEADER_CHOICES
 
 SPLITS = ("random", "user", "time")
 # What a shell reports for a process killed by SIGPIPE (128 + 13): the exit code of Unix tools
@@ -42,6 +43,12 @@ def _add_data_options(parser):
                         "header line, else from the number of fields)")
     parser.add_argument("--encoding", default=None, help="text encoding of a ratings file, "
                         "for example latin-1 (default: utf-8)")
+    parser.add_argument("--header", choices=HEADER_CHOICES, default=None,
+                        help="whether the first line of a ratings file holds column names "
+                        "(default: infer, which takes a first line with numeric ids for data)")
+    parser.add_argument("--duplicates", choices=DUPLICATE_CHOICES, default=None,
+                        help="several ratings of one user and item in a ratings file: an "
+                        "error, or keep the last one, or their mean (default: error)")
     parser.add_argument("--data-home", default=None, help="MovieLens cache folder (default: "
                         "$MFSGD_DATA or ~/mfsgd_data)")
     parser.add_argument("--download", action="store_true",
@@ -159,7 +166,7 @@ def main(argv=None):
         if args.debug:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"mfsgd: error: {message}", file=sys.stderr)
+        print(f"mfsgd: error: {_messages.in_flags(str(message))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mfsgd: interrupted", file=sys.stderr)

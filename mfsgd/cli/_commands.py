@@ -44,6 +44,10 @@ MODEL_OPTIONS = (
 # Options of SVDpp only.
 SVDPP_ONLY = ("implicit_learning_rate", "implicit_regularization")
 FLAG_OF = {name: flag for flag, name, _, _ in MODEL_OPTIONS}
+# The options that say how to read a ratings file, and read_ratings' values of two of them.
+FILE_FLAGS = ("--sep", "--columns", "--encoding", "--header", "--duplicates")
+HEADER_CHOICES = {"infer": "infer", "yes": True, "no": False}
+DUPLICATE_CHOICES = ("error", "last", "mean")
 
 # `mfsgd search` draws these parameters log-uniformly from [low, high].
 LOG_UNIFORM_RANGES = {"learning_rate": (1e-3, 3e-2), "regularization": (1e-3, 2e-1),
@@ -105,6 +109,10 @@ def load_data(args):
         options["columns"] = columns
     if getattr(args, "encoding", None) is not None:
         options["encoding"] = args.encoding
+    if getattr(args, "header", None) is not None:
+        options["header"] = HEADER_CHOICES[args.header]
+    if getattr(args, "duplicates", None) is not None:
+        options["duplicates"] = args.duplicates
     return read_ratings(source, **options)
 
 
@@ -120,7 +128,7 @@ def parse_columns(text):
 
 
 def _refuse_file_options(args, what):
-    for flag in ("--sep", "--columns", "--encoding"):
+    for flag in FILE_FLAGS:
         if getattr(args, option_dest(flag), None) is not None:
             raise CommandError(f"{flag} applies to a ratings file, not to {what}")
 
@@ -428,7 +436,7 @@ def _flag_value(value):
 def _data_flags(args):
     """DATA and the options needed to read it again, as shell words."""
     words = [args.data]
-    for flag in ("--sep", "--columns", "--encoding", "--data-home"):
+    for flag in FILE_FLAGS + ("--data-home",):
         value = getattr(args, option_dest(flag), None)
         if value is not None:
             words += [flag, value]
