@@ -120,18 +120,20 @@ static inline MF_TARGET double MF_NAME(mf_rating_step_generic)(
     return (double)e * (double)e;
 }
 
-/* Prefetch what run `r` will touch first: the user's factor row and bias, its first ratings. */
-static inline MF_TARGET void MF_NAME(mf_prefetch_run)(
+/* Prefetch what run `r` will touch first: the user's factor row and bias, and the lines
+ * holding its first and last ratings (runs are mostly a line or two long; the hardware
+ * prefetcher follows longer ones).  No loop and no branch: this runs once per run. */
+static inline __attribute__((always_inline)) MF_TARGET void MF_NAME(mf_prefetch_run)(
     const MF_REAL *P, const MF_REAL *bu, const int32_t *run_user, const int64_t *run_ptr,
     const int32_t *items, const float *ratings, int64_t r, int k)
 {
-    const int64_t u = run_user[r], begin = run_ptr[r], end = run_ptr[r + 1];
+    const int64_t u = run_user[r], begin = run_ptr[r], last = run_ptr[r + 1] - 1;
     MF_NAME(mf_prefetch_row)(P + u * k, k);
     __builtin_prefetch(bu + u, 1, 3);
-    for (int64_t j = begin; j < end; j += 16) {
-        __builtin_prefetch(items + j, 0, 3);
-        __builtin_prefetch(ratings + j, 0, 3);
-    }
+    __builtin_prefetch(items + begin, 0, 3);
+    __builtin_prefetch(ratings + begin, 0, 3);
+    __builtin_prefetch(items + last, 0, 3);
+    __builtin_prefetch(ratings + last, 0, 3);
 }
 
 /* The common case (constant learning rate, unconstrained factors) for a constant row length
