@@ -620,8 +620,8 @@ def test_errors_name_the_flags_not_the_python_arguments(tmp_path):
         result = run("train", data, *flags)
         assert result.returncode == 1 and expected in result.stderr, (flags, result.stderr)
         assert "n_threads" not in result.stderr and "learning_rate" not in result.stderr
-    quoted = _tsv(tmp_path, "q.csv", ['"1";"a";"5"', '"2";"b";"3"', '"3";"c";"4"'])
-    result = run("train", quoted)
+    bad_rating = _tsv(tmp_path, "x.tsv", ["1\t1\t5", "2\t2\tfive", "3\t3\t4"])
+    result = run("train", bad_rating)
     assert result.returncode == 1 and "pass --columns)" in result.stderr, result.stderr
 
 

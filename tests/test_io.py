@@ -815,3 +815,17 @@ def test_one_long_string_id_does_not_widen_every_row(tmp_path, fuzz_limits):
     text = "".join(f"u{k},i{k % 100},3\n" for k in range(1000)) + "y" * 300 + ",i1,4\n"
     ratings = read_ratings(write(tmp_path, text))
     assert "y" * 300 in ratings.user_ids and len(ratings) == 1001
+
+
+def test_quoted_fields_get_an_error_that_says_so(tmp_path):
+    # Book-Crossing's layout: every field in double quotes, ';' between them, a header.
+    path = write(tmp_path, '"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"0"\n'
+                           '"276726";"0155061224";"5"\n')
+    with pytest.raises(ValueError) as info:
+        read_ratings(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}, line 2: rating \"0\" is in quotes")
+    assert "sed 's/\"//g'" in message and "columns=" not in message and "header=" not in message
+    single = write(tmp_path, "1,2,'4'\n")
+    with pytest.raises(ValueError, match=r"line 1: rating '4' is in quotes.*sed \"s/'//g\""):
+        read_ratings(single)

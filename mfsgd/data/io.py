@@ -169,6 +169,10 @@ def read_ratings(path, sep=None, columns=None, header="infer", encoding="utf-8",
         raise ValueError(f"{reader.name}: {error}") from None
 
 
+#: Shell commands that delete one kind of quote, for the error about quoted fields.
+_UNQUOTE = {'"': "'s/\"//g'", "'": '"s/\'//g"'}
+
+
 class _StringIds(Exception):
     def __init__(self, role):
         super().__init__(role)
@@ -528,6 +532,12 @@ class _Reader:
             what = "is not an integer" if integer else "is not a number"
         text = raw.decode(self.encoding, errors="replace")
         line = line_of(row)
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+            # Quoted fields (Book-Crossing's "276725";"034545104X";"0") are not read; say so
+            # rather than suggest columns= or header=, which cannot help.
+            raise ValueError(f"{self.name}, line {line}: {role} {text} is in quotes; "
+                             f"read_ratings reads fields without quotes: remove them first "
+                             f"(for example: sed {_UNQUOTE[text[0]]} in.csv > out.csv)")
         raise ValueError(f"{self.name}, line {line}: {role} {_fields.shown(text, 80)} {what}"
                          f"{self._hints(line)}")
 
