@@ -129,3 +129,20 @@ def make_skewed_dataset(n_ratings, skew, directory, seed=0):
         partial.replace(npz)
     return {"requested": n_ratings, "users": users, "items": items, "seed": seed, "skew": skew,
             "npz": str(npz), "csr": None, "source": f"mfsgd.make_synthetic(popularity={skew:g})"}
+
+
+def make_axis_dataset(n_ratings, skew, directory, bench=None):
+    """One data set of the skew axis: the yardstick's matrix (`skew` "yardstick", which needs
+    the yardstick folder `bench`) or ``mfsgd.make_synthetic`` ratings with Zipf(`skew`) item
+    popularity (see :func:`make_skewed_dataset`).
+
+    Returns
+    -------
+    dict as :func:`make_dataset`, with "skew".
+    """
+    if skew != "yardstick":
+        return make_skewed_dataset(n_ratings, skew, directory)
+    if bench is None:
+        raise SystemExit("--skew yardstick needs the yardstick folder "
+                         "($MFSGD_BENCH_DIR or ../shared/bench)")
+    return dict(make_dataset(n_ratings, directory, bench=bench), skew="yardstick")

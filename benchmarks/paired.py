@@ -114,15 +114,8 @@ def _datasets(args, bench):
     out = []
     for n_ratings in args.ratings:
         for skew in args.skew:
-            if skew == "yardstick":
-                if bench is None:
-                    raise SystemExit("--skew yardstick needs the yardstick folder "
-                                     "($MFSGD_BENCH_DIR or ../shared/bench)")
-                ds = data.make_dataset(n_ratings, args.data_dir, bench=bench)
-                ds["label"] = "yardstick matrix"
-            else:
-                ds = data.make_skewed_dataset(n_ratings, float(skew), args.data_dir)
-                ds["label"] = f"Zipf {float(skew):g}"
+            ds = data.make_axis_dataset(n_ratings, skew, args.data_dir, bench)
+            ds["label"] = report.data_label(ds["skew"])
             out.append(ds)
     return out
 
@@ -167,7 +160,8 @@ def main(argv=None):
     """Run every cell; write OUT/paired-<stamp>.json and .md; return the results."""
     args = build_parser().parse_args(argv)
     args.ratings = [data.parse_count(x) for x in args.ratings.split(",") if x.strip()]
-    args.skew = [x.strip() for x in args.skew.split(",") if x.strip()]
+    args.skew = [x if x == "yardstick" else float(x)
+                 for x in (part.strip() for part in args.skew.split(",")) if x]
     factors = [int(x) for x in args.factors.split(",") if x.strip()]
     if args.rounds < 1:
         raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")

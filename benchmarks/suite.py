@@ -266,18 +266,8 @@ def datasets_for(n_ratings, args, bench):
     """The data sets of one size: one per --skew value, or the default set."""
     if args.skew is None:
         return [data.make_dataset(n_ratings, args.data_dir, bench=bench)]
-    out = []
-    for skew in args.skew:
-        if skew == "yardstick":
-            if bench is None:
-                raise SystemExit("--skew yardstick needs the yardstick folder "
-                                 "($MFSGD_BENCH_DIR or ../shared/bench)")
-            ds = data.make_dataset(n_ratings, args.data_dir, bench=bench)
-            ds["skew"] = "yardstick"
-        else:
-            ds = data.make_skewed_dataset(n_ratings, skew, args.data_dir)
-        out.append(ds)
-    return out
+    return [data.make_axis_dataset(n_ratings, skew, args.data_dir, bench)
+            for skew in args.skew]
 
 
 def first_kind(grid):
